@@ -1,0 +1,62 @@
+/* mem.h — the device memory domain: every device allocation of the trainer.
+ * defines: nw_mem_category, nw_mem_create, nw_mem_alloc, nw_mem_free,
+ *          nw_mem_trim, nw_mem_stats, nw_mem_destroy
+ *
+ * Each allocation names a category so that an out-of-memory failure can say
+ * what held the device. Freed blocks are cached for reuse (as a GPU caching
+ * allocator does) until nw_mem_trim returns them. An allocation that would
+ * pass the cap fails with NW_ENOMEM and records the request. */
+#ifndef NW_MEM_H
+#define NW_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NW_MEM_CATEGORIES(X)                                                   \
+  X(PARAMS, "params")                                                         \
+  X(GRADS, "grads")                                                           \
+  X(OPTIMIZER, "optimizer")                                                   \
+  X(ACTIVATIONS, "activations")                                               \
+  X(ATTENTION, "attention")                                                   \
+  X(KV_CACHE, "kv-cache")                                                     \
+  X(WORKSPACE, "workspace")                                                   \
+  X(DATA, "data")
+
+typedef enum {
+#define NW_MEM_CAT_ENUM(name, str) NW_MEM_##name,
+  NW_MEM_CATEGORIES(NW_MEM_CAT_ENUM)
+#undef NW_MEM_CAT_ENUM
+      NW_MEM_NCAT
+} nw_mem_category;
+
+const char *nw_mem_category_name(nw_mem_category cat);
+
+typedef struct nw_mem nw_mem;
+
+typedef struct {
+  uint64_t cap;                   /* bytes; 0 = unlimited */
+  uint64_t live[NW_MEM_NCAT];     /* bytes handed out, by category */
+  uint64_t peak[NW_MEM_NCAT];     /* high-water mark of live, by category */
+  uint64_t live_total;            /* sum of live */
+  uint64_t peak_total;            /* high-water mark of live_total */
+  uint64_t cached;                /* freed bytes kept for reuse */
+  uint64_t reserved;              /* live_total + cached: what the device holds */
+  uint64_t failed_request;        /* bytes of the last refused allocation */
+  nw_mem_category failed_category;
+} nw_mem_stats;
+
+/* cap_bytes: 0 means unlimited. */
+int nw_mem_create(nw_mem **out, uint64_t cap_bytes);
+void nw_mem_destroy(nw_mem *m);
+
+/* Allocates `bytes` (zeroed) for category `cat`. NW_ENOMEM when the cap or
+ * the host refuses; *out is then NULL and the stats record the request. */
+int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out);
+/* Returns a block to the cache. NULL is ignored. */
+void nw_mem_free(nw_mem *m, void *p);
+/* Returns every cached block to the device; the bytes returned. */
+uint64_t nw_mem_trim(nw_mem *m);
+void nw_mem_stats_get(const nw_mem *m, nw_mem_stats *st);
+void nw_mem_reset_peaks(nw_mem *m);
+
+#endif

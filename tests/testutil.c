@@ -1,0 +1,76 @@
+/* testutil.c — helpers shared by the test binaries. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void nw_test_tmpdir(char *buf, size_t len, const char *tag) {
+  const char *base = getenv("TMPDIR");
+  if (!base || !*base)
+    base = "/tmp";
+  snprintf(buf, len, "%s/nwtest-%s-XXXXXX", base, tag);
+  if (!mkdtemp(buf)) {
+    fprintf(stderr, "mkdtemp %s: %s\n", buf, strerror(errno));
+    abort();
+  }
+}
+
+double nw_test_rel_diff(const float *a, const float *b, size_t n) {
+  double maxdiff = 0, maxref = 1e-30;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]);
+    if (d > maxdiff)
+      maxdiff = d;
+    if (fabs((double)b[i]) > maxref)
+      maxref = fabs((double)b[i]);
+  }
+  return maxdiff / maxref;
+}
+
+int nw_test_run_cmd(char *const argv[], char *out, size_t len) {
+  int pfd[2];
+  if (pipe(pfd) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    dup2(pfd[1], 1);
+    dup2(pfd[1], 2);
+    close(pfd[0]);
+    close(pfd[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(pfd[1]);
+  size_t used = 0;
+  for (;;) {
+    char tmp[4096];
+    ssize_t r = read(pfd[0], tmp, sizeof tmp);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    size_t take = (size_t)r;
+    if (len && used + take > len - 1)
+      take = len - 1 - used;
+    memcpy(out + used, tmp, take);
+    used += take;
+  }
+  if (len)
+    out[used] = 0;
+  close(pfd[0]);
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return -1;
+  if (WIFSIGNALED(st))
+    return 128 + WTERMSIG(st);
+  return WEXITSTATUS(st);
+}

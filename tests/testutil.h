@@ -1,0 +1,21 @@
+/* testutil.h — helpers shared by the test binaries.
+ * defines: nw_test_tmpdir, nw_test_rel_diff, nw_test_run_cmd */
+#ifndef NW_TESTUTIL_H
+#define NW_TESTUTIL_H
+
+#include <stddef.h>
+
+/* Creates a fresh directory under $TMPDIR (or /tmp) and returns its path in
+ * buf. Aborts the test process on failure. */
+void nw_test_tmpdir(char *buf, size_t len, const char *tag);
+
+/* max_i |a_i - b_i| / max(max_i |b_i|, tiny): one relative error for a
+ * whole tensor. */
+double nw_test_rel_diff(const float *a, const float *b, size_t n);
+
+/* Runs argv to completion with stdout+stderr captured into out (NUL
+ * terminated, truncated to len). Returns the exit status, or 128+signal
+ * when it died of a signal, or -1 when it could not run. */
+int nw_test_run_cmd(char *const argv[], char *out, size_t len);
+
+#endif
