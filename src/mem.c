@@ -1,0 +1,140 @@
+/* mem.c — the memory domain over host memory (the CPU device).
+ *
+ * Blocks carry a small header (category, size) in front of the pointer the
+ * caller sees. Freed blocks go to a per-size cache list, as a GPU caching
+ * allocator keeps freed segments, so that the steady state of training does
+ * no system allocation; nw_mem_trim hands them back. The cap counts what the
+ * device holds (live plus cached): a request that would pass it first trims
+ * the cache, then fails with NW_ENOMEM. */
+#include "mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* Header in front of every block; 64 bytes keep the payload aligned for
+ * AVX-512 loads. */
+typedef struct nw_block {
+  struct nw_block *next_cached; /* cache list link while freed */
+  size_t bytes;                 /* payload size */
+  nw_mem_category cat;
+  uint32_t magic;
+  char pad[64 - sizeof(void *) - sizeof(size_t) - sizeof(nw_mem_category) -
+           sizeof(uint32_t)];
+} nw_block;
+
+#define NW_BLOCK_MAGIC 0x6e776d62u /* "nwmb" */
+
+struct nw_mem {
+  nw_mem_stats st;
+  nw_block *cache; /* freed blocks, most recent first */
+};
+
+static const char *const nw_mem_cat_names[NW_MEM_NCAT] = {
+#define NW_MEM_CAT_NAME(name, str) str,
+    NW_MEM_CATEGORIES(NW_MEM_CAT_NAME)
+#undef NW_MEM_CAT_NAME
+};
+
+const char *nw_mem_category_name(nw_mem_category cat) {
+  if ((int)cat < 0 || cat >= NW_MEM_NCAT)
+    return "unknown";
+  return nw_mem_cat_names[cat];
+}
+
+int nw_mem_create(nw_mem **out, uint64_t cap_bytes) {
+  nw_mem *m = calloc(1, sizeof *m);
+  if (!m)
+    return NW_EHOSTMEM;
+  m->st.cap = cap_bytes;
+  *out = m;
+  return 0;
+}
+
+void nw_mem_destroy(nw_mem *m) {
+  if (!m)
+    return;
+  nw_mem_trim(m);
+  free(m);
+}
+
+static size_t nw_mem_round(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
+  *out = NULL;
+  size_t want = nw_mem_round(bytes ? bytes : 1);
+  nw_block *b = NULL;
+  /* Reuse a cached block of exactly this size: training repeats the same
+   * shapes, so exact matches are the common case. */
+  for (nw_block **pp = &m->cache; *pp; pp = &(*pp)->next_cached) {
+    if ((*pp)->bytes == want) {
+      b = *pp;
+      *pp = b->next_cached;
+      m->st.cached -= want;
+      break;
+    }
+  }
+  if (!b) {
+    if (m->st.cap && m->st.reserved + want > m->st.cap) {
+      nw_mem_trim(m);
+      if (m->st.reserved + want > m->st.cap)
+        goto fail;
+    }
+    b = aligned_alloc(64, sizeof(nw_block) + want);
+    if (!b)
+      goto fail;
+    b->bytes = want;
+    b->magic = NW_BLOCK_MAGIC;
+    m->st.reserved += want;
+  }
+  b->cat = cat;
+  b->next_cached = NULL;
+  memset(b + 1, 0, want);
+  m->st.live[cat] += want;
+  m->st.live_total += want;
+  if (m->st.live[cat] > m->st.peak[cat])
+    m->st.peak[cat] = m->st.live[cat];
+  if (m->st.live_total > m->st.peak_total)
+    m->st.peak_total = m->st.live_total;
+  *out = b + 1;
+  return 0;
+fail:
+  m->st.failed_request = want;
+  m->st.failed_category = cat;
+  return NW_ENOMEM;
+}
+
+void nw_mem_free(nw_mem *m, void *p) {
+  if (!p)
+    return;
+  nw_block *b = (nw_block *)p - 1;
+  if (b->magic != NW_BLOCK_MAGIC)
+    abort(); /* not ours: a memory-safety bug, never a recoverable error */
+  m->st.live[b->cat] -= b->bytes;
+  m->st.live_total -= b->bytes;
+  m->st.cached += b->bytes;
+  b->next_cached = m->cache;
+  m->cache = b;
+}
+
+uint64_t nw_mem_trim(nw_mem *m) {
+  uint64_t returned = 0;
+  while (m->cache) {
+    nw_block *b = m->cache;
+    m->cache = b->next_cached;
+    returned += b->bytes;
+    free(b);
+  }
+  m->st.cached -= returned;
+  m->st.reserved -= returned;
+  return returned;
+}
+
+void nw_mem_stats_get(const nw_mem *m, nw_mem_stats *st) { *st = m->st; }
+
+void nw_mem_reset_peaks(nw_mem *m) {
+  for (int c = 0; c < NW_MEM_NCAT; c++)
+    m->st.peak[c] = m->st.live[c];
+  m->st.peak_total = m->st.live_total;
+}
