@@ -1,0 +1,280 @@
+/* train.c — the training loop. */
+#define _GNU_SOURCE
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "log.h"
+
+static double nw_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
+                      size_t errlen) {
+  *out = NULL;
+  nw_trainer *t = calloc(1, sizeof *t);
+  if (!t) {
+    snprintf(err, errlen, "out of host memory");
+    return NW_EHOSTMEM;
+  }
+  t->cfg = *cfg;
+  t->be = &nw_backend_cpu;
+  nw_status_open(&t->status);
+  int rc = nw_mem_create(&t->mem, cfg->device.memory);
+  if (rc < 0) {
+    snprintf(err, errlen, "memory domain: %s", nw_strerror(rc));
+    goto fail;
+  }
+  rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
+                    cfg->model.max_seq_len, err, errlen);
+  if (rc < 0)
+    goto fail;
+  rc = nw_model_create(&t->model, &cfg->model, t->be, t->mem, cfg->train.seed);
+  if (rc < 0) {
+    snprintf(err, errlen, "model: %s", nw_strerror(rc));
+    goto fail;
+  }
+  rc = nw_optim_create(&t->optim, t->model, t->be, t->mem);
+  if (rc < 0) {
+    snprintf(err, errlen, "optimizer: %s", nw_strerror(rc));
+    goto fail;
+  }
+  *out = t;
+  return 0;
+fail:
+  nw_trainer_destroy(t);
+  return rc;
+}
+
+void nw_trainer_destroy(nw_trainer *t) {
+  if (!t)
+    return;
+  nw_batch_free(&t->batch);
+  nw_optim_destroy(t->optim);
+  nw_model_kv_free(t->model);
+  nw_model_destroy(t->model);
+  nw_data_close(t->data);
+  nw_mem_destroy(t->mem);
+  free(t);
+}
+
+int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
+  const nw_batch_config *bc = &t->cfg.batch;
+  int accum = nw_config_accum(bc);
+  double t0 = nw_now();
+  memset(res, 0, sizeof *res);
+
+  /* The effective batch with index `step` is examples [step*E, step*E+E):
+   * which examples go in depends on nothing else. Its loss is normalised by
+   * all of its target tokens, counted before the first backward, so any
+   * split into micro-batches sums to the same gradient. */
+  uint64_t index0 = (uint64_t)t->step * (uint64_t)bc->effective;
+  int64_t ntok = 0;
+  NW_TRY(nw_data_count_targets(t->data, NW_SPLIT_TRAIN, index0, bc->effective,
+                               &ntok));
+  if (ntok <= 0)
+    return NW_EDATA;
+  float scale = (float)(1.0 / (double)ntok);
+
+  nw_model_zero_grad(t->model);
+  double loss_sum = 0;
+  for (int a = 0; a < accum; a++) {
+    uint64_t first = index0 + (uint64_t)a * (uint64_t)bc->micro;
+    NW_TRY(nw_batch_build(&t->batch, t->data, NW_SPLIT_TRAIN, first, bc->micro));
+    double ls = 0;
+    NW_TRY(nw_model_forward_backward(t->model, t->batch.inputs,
+                                     t->batch.targets, t->batch.B, t->batch.T,
+                                     scale, &ls));
+    loss_sum += ls;
+    if (t->batch.T > res->max_seq)
+      res->max_seq = t->batch.T;
+  }
+  NW_TRY(nw_optim_step(t->optim, &t->cfg.train, t->step, &res->grad_norm));
+  res->lr = nw_optim_lr(&t->cfg.train, t->step);
+  res->tokens = ntok;
+  res->loss = loss_sum / (double)ntok;
+  t->step++;
+  res->seconds = nw_now() - t0;
+  return 0;
+}
+
+/* Greedy answers for problems [first, first+n) of the held-out split, rows
+ * of one kv-cache batch of eval.batch rows. Adds to total and correct. */
+static int nw_trainer_generate(nw_trainer *t, uint64_t first, int n,
+                               int *total, int *correct) {
+  const nw_eval_config *ec = &t->cfg.eval;
+  int B = ec->batch, Tmax = t->cfg.model.max_seq_len, W = Tmax + 1;
+  int rc = 0;
+  int *ex = calloc((size_t)B * W, sizeof *ex); /* (B, W) examples */
+  int *len = calloc((size_t)B, sizeof *len);
+  int *plen = calloc((size_t)B, sizeof *plen);
+  int *ngen = calloc((size_t)B, sizeof *ngen); /* answer tokens so far */
+  int *done = calloc((size_t)B, sizeof *done);
+  int *ok = calloc((size_t)B, sizeof *ok);
+  int *tok = calloc((size_t)B, sizeof *tok);
+  int *next = calloc((size_t)B, sizeof *next);
+  if (!ex || !len || !plen || !ngen || !done || !ok || !tok || !next) {
+    rc = NW_EHOSTMEM;
+    goto out;
+  }
+  for (int b = 0; b < B; b++) {
+    done[b] = 1;
+    if (b >= n)
+      continue;
+    rc = nw_data_example(t->data, NW_SPLIT_VAL, first + (uint64_t)b, ex + b * W,
+                         &len[b], &plen[b]);
+    if (rc < 0)
+      goto out;
+    /* A problem cut short by max_seq_len has no complete answer to score. */
+    if (plen[b] <= 0 || plen[b] >= len[b] ||
+        ex[b * W + len[b] - 1] != NW_DATA_ANSWER_END)
+      continue;
+    done[b] = 0;
+    ok[b] = 1;
+    (*total)++;
+  }
+  for (int pos = 0; pos < Tmax - 1; pos++) {
+    int active = 0;
+    for (int b = 0; b < B; b++) {
+      active |= !done[b];
+      /* position pos holds the prompt, then the row's own answer so far */
+      tok[b] = pos < len[b] && (pos < plen[b] || !done[b]) ? ex[b * W + pos] : 0;
+    }
+    if (!active)
+      break;
+    rc = nw_model_decode_step(t->model, tok, pos, next);
+    if (rc < 0)
+      goto out;
+    for (int b = 0; b < B; b++) {
+      if (done[b] || pos + 1 < plen[b])
+        continue;
+      /* next is the prediction for position pos+1, an answer token */
+      int want = ex[b * W + pos + 1];
+      if (next[b] != want)
+        ok[b] = 0;
+      /* Teacher-forcing stops mattering once a row is wrong: feed its own
+       * tokens only while it is still right, then it is decided. */
+      ngen[b]++;
+      if (!ok[b] || want == NW_DATA_ANSWER_END || ngen[b] >= ec->max_new_tokens ||
+          pos + 2 >= len[b]) {
+        if (ok[b] && want != NW_DATA_ANSWER_END)
+          ok[b] = 0; /* ran out of room before the end of the answer */
+        done[b] = 1;
+      }
+    }
+  }
+  for (int b = 0; b < B; b++)
+    if (b < n && ok[b])
+      (*correct)++;
+out:
+  free(ex);
+  free(len);
+  free(plen);
+  free(ngen);
+  free(done);
+  free(ok);
+  free(tok);
+  free(next);
+  return rc;
+}
+
+int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
+  const nw_eval_config *ec = &t->cfg.eval;
+  double t0 = nw_now();
+  memset(res, 0, sizeof *res);
+  double loss_sum = 0;
+  int64_t ntok = 0;
+  for (int i = 0; i < ec->batches; i++) {
+    NW_TRY(nw_batch_build(&t->batch, t->data, NW_SPLIT_VAL,
+                          (uint64_t)i * ec->batch, ec->batch));
+    double ls = 0;
+    NW_TRY(nw_model_forward_loss(t->model, t->batch.inputs, t->batch.targets,
+                                 t->batch.B, t->batch.T, &ls));
+    loss_sum += ls;
+    ntok += t->batch.n_targets;
+  }
+  res->val_loss = ntok ? loss_sum / (double)ntok : NAN;
+
+  /* Generation scores problems after those used for the loss. */
+  if (ec->generate > 0) {
+    if (nw_model_kv_bytes(t->model) == 0)
+      NW_TRY(nw_model_kv_alloc(t->model, ec->batch, t->cfg.model.max_seq_len));
+    uint64_t first = (uint64_t)ec->batches * ec->batch;
+    for (int done = 0; done < ec->generate; done += ec->batch) {
+      int n = ec->generate - done < ec->batch ? ec->generate - done : ec->batch;
+      NW_TRY(nw_trainer_generate(t, first + (uint64_t)done, n,
+                                 &res->gen_total, &res->gen_correct));
+    }
+    /* Keeping the cache saves its allocation at the next eval but holds its
+     * bytes through training: eval.release_cache chooses. */
+    if (ec->release_cache) {
+      nw_model_kv_free(t->model);
+      nw_mem_trim(t->mem);
+    }
+  }
+  res->seconds = nw_now() - t0;
+  return 0;
+}
+
+static void nw_trainer_report_step(nw_trainer *t, const nw_step_result *r) {
+  const nw_batch_config *bc = &t->cfg.batch;
+  double tps = r->seconds > 0 ? (double)r->tokens / r->seconds : 0;
+  if (t->step == 1 || t->step % t->cfg.train.log_every == 0 ||
+      t->step == t->cfg.train.steps)
+    nw_info("step %d/%d loss %.4f tok/s %.0f lr %.2e micro %d accum %d seq %d "
+            "norm %.3f",
+            t->step, t->cfg.train.steps, r->loss, tps, r->lr, bc->micro,
+            nw_config_accum(bc), r->max_seq, r->grad_norm);
+  nw_status_emit(&t->status,
+                 json_pack("{s:s, s:i, s:f, s:f, s:f, s:i, s:i, s:i, s:I}",
+                           "event", "step", "step", t->step, "loss", r->loss,
+                           "lr", r->lr, "tokens_per_s", tps, "micro", bc->micro,
+                           "accum", nw_config_accum(bc), "seq_len", r->max_seq,
+                           "tokens", (json_int_t)r->tokens));
+}
+
+static void nw_trainer_report_eval(nw_trainer *t, const nw_eval_result *e) {
+  double acc = e->gen_total ? 100.0 * e->gen_correct / e->gen_total : 0;
+  nw_info("eval step %d val_loss %.4f accuracy %.1f%% (%d/%d exact answers) "
+          "%.1fs",
+          t->step, e->val_loss, acc, e->gen_correct, e->gen_total, e->seconds);
+  nw_status_emit(&t->status,
+                 json_pack("{s:s, s:i, s:f, s:i, s:i}", "event", "eval", "step",
+                           t->step, "val_loss", e->val_loss, "gen_correct",
+                           e->gen_correct, "gen_total", e->gen_total));
+}
+
+int nw_trainer_run(nw_trainer *t) {
+  const nw_config *cfg = &t->cfg;
+  nw_status_emit(&t->status,
+                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "event", "start",
+                           "step", t->step, "steps", cfg->train.steps, "micro",
+                           cfg->batch.micro, "accum", nw_config_accum(&cfg->batch),
+                           "max_seq_len", cfg->model.max_seq_len));
+  nw_eval_result ev;
+  if (cfg->eval.every > 0 && t->step == 0) {
+    NW_TRY(nw_trainer_eval(t, &ev));
+    nw_trainer_report_eval(t, &ev);
+  }
+  while (t->step < cfg->train.steps) {
+    nw_step_result r;
+    NW_TRY(nw_trainer_step(t, &r));
+    nw_trainer_report_step(t, &r);
+    if (cfg->eval.every > 0 && (t->step % cfg->eval.every == 0 ||
+                                t->step == cfg->train.steps)) {
+      NW_TRY(nw_trainer_eval(t, &ev));
+      nw_trainer_report_eval(t, &ev);
+    }
+  }
+  nw_status_emit(&t->status, json_pack("{s:s, s:i}", "event", "finish", "step",
+                                       t->step));
+  return 0;
+}

@@ -1,0 +1,63 @@
+/* train.h — the training loop: effective batches of micro-batches, AdamW,
+ * periodic evaluation (validation loss and generation accuracy), progress.
+ * defines: nw_trainer, nw_trainer_create, nw_trainer_step, nw_trainer_eval,
+ *          nw_trainer_run */
+#ifndef NW_TRAIN_H
+#define NW_TRAIN_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "data.h"
+#include "mem.h"
+#include "model.h"
+#include "optim.h"
+#include "status.h"
+
+typedef struct {
+  double loss;        /* mean over every target token of the effective batch */
+  double grad_norm;   /* before clipping */
+  double lr;
+  int64_t tokens;     /* target tokens of the effective batch */
+  int max_seq;        /* longest padded micro-batch length of the step */
+  double seconds;
+} nw_step_result;
+
+typedef struct {
+  double val_loss;  /* mean per target token */
+  int gen_total;    /* answers scored */
+  int gen_correct;  /* exact matches */
+  double seconds;
+} nw_eval_result;
+
+typedef struct nw_trainer {
+  nw_config cfg;
+  const nw_backend *be;
+  nw_mem *mem;
+  nw_model *model;
+  nw_optim *optim;
+  nw_dataset *data;
+  nw_batch batch;
+  nw_status status;
+  int step; /* optimizer steps completed */
+} nw_trainer;
+
+/* Builds everything from a validated config. err receives a message naming
+ * the failing file or key; NW_ECONFIG/NW_EDATA/NW_EIO are the user's to fix,
+ * NW_ENOMEM means the device could not hold the model. */
+int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
+                      size_t errlen);
+void nw_trainer_destroy(nw_trainer *t);
+
+/* One optimizer step: the effective batch with index t->step. */
+int nw_trainer_step(nw_trainer *t, nw_step_result *res);
+
+/* Validation loss over eval.batches batches and generation accuracy over
+ * eval.generate held-out problems, using the kv-cache. */
+int nw_trainer_eval(nw_trainer *t, nw_eval_result *res);
+
+/* Runs from t->step to train.steps with logging and evaluation. */
+int nw_trainer_run(nw_trainer *t);
+
+#endif

@@ -1,0 +1,124 @@
+/* train_main.c — nightwatch-train: the trainer program.
+ *
+ *   nightwatch-train [CONFIG] [--set section.key=value ...]
+ *
+ * With no CONFIG it trains the embedded default model on the built-in task.
+ * Exit codes: exit_codes.h and docs/protocol.md. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas_setup.h"
+#include "config.h"
+#include "error.h"
+#include "exit_codes.h"
+#include "log.h"
+#include "train.h"
+
+static void nw_usage(FILE *f) {
+  fputs("usage: nightwatch-train [CONFIG] [--set section.key=value ...]\n"
+        "  CONFIG         INI file (docs/config.md); embedded defaults if "
+        "omitted\n"
+        "  --set K=V      override one key, e.g. --set batch.micro=4\n"
+        "exit codes: 0 finished, 1 failure, 64 usage, 75 out of memory, "
+        "78 config error\n",
+        f);
+}
+
+int main(int argc, char **argv) {
+  nw_log_set_prefix("train");
+  /* A supervisor that went away must not kill us through a status write. */
+  signal(SIGPIPE, SIG_IGN);
+
+  nw_config cfg;
+  nw_config_defaults(&cfg);
+  char err[1024] = "";
+  const char *config_path = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      nw_usage(stdout);
+      return NW_EXIT_FINISHED;
+    }
+    if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
+      const char *kv = argv[i][5] == '=' ? argv[i] + 6 : NULL;
+      if (!kv) {
+        if (i + 1 >= argc) {
+          nw_error("--set needs section.key=value");
+          return NW_EXIT_USAGE;
+        }
+        kv = argv[++i];
+      }
+      continue; /* applied after the file, whatever the order */
+    }
+    if (argv[i][0] == '-') {
+      nw_error("unknown option %s", argv[i]);
+      nw_usage(stderr);
+      return NW_EXIT_USAGE;
+    }
+    if (config_path) {
+      nw_error("more than one config file: %s and %s", config_path, argv[i]);
+      return NW_EXIT_USAGE;
+    }
+    config_path = argv[i];
+  }
+  if (config_path && nw_config_load(&cfg, config_path, err, sizeof err) < 0) {
+    nw_error("%s", err);
+    return NW_EXIT_CONFIG;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *kv = NULL;
+    if (strcmp(argv[i], "--set") == 0)
+      kv = argv[++i];
+    else if (strncmp(argv[i], "--set=", 6) == 0)
+      kv = argv[i] + 6;
+    if (kv && nw_config_set(&cfg, kv, err, sizeof err) < 0) {
+      nw_error("%s", err);
+      return NW_EXIT_CONFIG;
+    }
+  }
+  if (nw_config_validate(&cfg, err, sizeof err) < 0) {
+    nw_error("%s%s%s", config_path ? config_path : "", config_path ? ": " : "",
+             err);
+    return NW_EXIT_CONFIG;
+  }
+
+  nw_blas_info blas;
+  int rc = nw_blas_setup(argv, cfg.train.threads, &blas);
+  char desc[256];
+  nw_blas_describe(&blas, desc, sizeof desc);
+  if (rc < 0) {
+    nw_error("%s: the sgemm check failed; run again with "
+             "NW_BLAS_NO_CORRECTION=1 or set OPENBLAS_CORETYPE",
+             desc);
+    return NW_EXIT_FAILURE;
+  }
+  nw_info("%s", desc);
+
+  nw_trainer *t = NULL;
+  rc = nw_trainer_create(&t, &cfg, err, sizeof err);
+  if (rc < 0) {
+    nw_error("%s", err);
+    return rc == NW_ENOMEM ? NW_EXIT_OOM
+           : (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
+               ? NW_EXIT_CONFIG
+               : NW_EXIT_FAILURE;
+  }
+  nw_info("model: %d layers, %d heads, width %d, vocabulary %d, max length %d: "
+          "%zu parameters; batch %d = micro %d x accum %d x world %d",
+          cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd,
+          cfg.model.vocab_size, cfg.model.max_seq_len,
+          nw_model_num_params(t->model), cfg.batch.effective, cfg.batch.micro,
+          nw_config_accum(&cfg.batch), cfg.batch.world);
+  rc = nw_trainer_run(t);
+  nw_trainer_destroy(t);
+  if (rc == NW_ENOMEM) {
+    nw_error("out of device memory");
+    return NW_EXIT_OOM;
+  }
+  if (rc < 0) {
+    nw_error("training failed: %s", nw_strerror(rc));
+    return NW_EXIT_FAILURE;
+  }
+  return NW_EXIT_FINISHED;
+}
