@@ -28,6 +28,7 @@ typedef struct nw_block {
 
 struct nw_mem {
   nw_mem_stats st;
+  nw_mem_device dev; /* reserve == NULL: plain host memory */
   nw_block *cache; /* freed blocks, most recent first */
 };
 
@@ -59,40 +60,65 @@ void nw_mem_destroy(nw_mem *m) {
   free(m);
 }
 
+void nw_mem_attach_device(nw_mem *m, const nw_mem_device *dev) {
+  m->dev = *dev;
+}
+
+/* Reserves `bytes` from the device, trimming our own cache first when the
+ * device is full: cached blocks are ours to give back. */
+static int nw_mem_reserve(nw_mem *m, size_t bytes) {
+  if (m->st.cap && m->st.reserved + bytes > m->st.cap) {
+    nw_mem_trim(m);
+    if (m->st.reserved + bytes > m->st.cap)
+      return NW_ENOMEM;
+  }
+  if (!m->dev.reserve)
+    return 0;
+  if (m->dev.reserve(m->dev.ctx, bytes) == 0)
+    return 0;
+  if (nw_mem_trim(m) == 0)
+    return NW_ENOMEM;
+  return m->dev.reserve(m->dev.ctx, bytes) == 0 ? 0 : NW_ENOMEM;
+}
+
 static size_t nw_mem_round(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   *out = NULL;
   size_t want = nw_mem_round(bytes ? bytes : 1);
   nw_block *b = NULL;
-  /* Reuse a cached block of exactly this size: training repeats the same
-   * shapes, so exact matches are the common case. */
+  /* Reuse the smallest cached block that fits and wastes less than half of
+   * itself: micro-batches of different lengths then share blocks instead of
+   * each length growing the cache. */
+  nw_block **best = NULL;
   for (nw_block **pp = &m->cache; *pp; pp = &(*pp)->next_cached) {
-    if ((*pp)->bytes == want) {
-      b = *pp;
-      *pp = b->next_cached;
-      m->st.cached -= want;
-      break;
-    }
+    size_t have = (*pp)->bytes;
+    if (have >= want && have < 2 * want && (!best || have < (*best)->bytes))
+      best = pp;
+  }
+  if (best) {
+    b = *best;
+    *best = b->next_cached;
+    m->st.cached -= b->bytes;
   }
   if (!b) {
-    if (m->st.cap && m->st.reserved + want > m->st.cap) {
-      nw_mem_trim(m);
-      if (m->st.reserved + want > m->st.cap)
-        goto fail;
-    }
-    b = aligned_alloc(64, sizeof(nw_block) + want);
-    if (!b)
+    if (nw_mem_reserve(m, want) < 0)
       goto fail;
+    b = aligned_alloc(64, sizeof(nw_block) + want);
+    if (!b) {
+      if (m->dev.release)
+        m->dev.release(m->dev.ctx, want);
+      goto fail;
+    }
     b->bytes = want;
     b->magic = NW_BLOCK_MAGIC;
     m->st.reserved += want;
   }
   b->cat = cat;
   b->next_cached = NULL;
-  memset(b + 1, 0, want);
-  m->st.live[cat] += want;
-  m->st.live_total += want;
+  memset(b + 1, 0, b->bytes);
+  m->st.live[cat] += b->bytes;
+  m->st.live_total += b->bytes;
   if (m->st.live[cat] > m->st.peak[cat])
     m->st.peak[cat] = m->st.live[cat];
   if (m->st.live_total > m->st.peak_total)
@@ -128,6 +154,8 @@ uint64_t nw_mem_trim(nw_mem *m) {
   }
   m->st.cached -= returned;
   m->st.reserved -= returned;
+  if (returned && m->dev.release)
+    m->dev.release(m->dev.ctx, returned);
   return returned;
 }
 

@@ -47,6 +47,17 @@ typedef struct {
 
 /* cap_bytes: 0 means unlimited. */
 int nw_mem_create(nw_mem **out, uint64_t cap_bytes);
+
+/* The device under the domain: every byte the domain holds (live or cached)
+ * is reserved from it, so processes sharing a device contend for the same
+ * bytes. reserve returns NW_ENOMEM when the device is full. Without one the
+ * domain holds host memory limited only by its cap. */
+typedef struct {
+  void *ctx;
+  int (*reserve)(void *ctx, uint64_t bytes);
+  void (*release)(void *ctx, uint64_t bytes);
+} nw_mem_device;
+void nw_mem_attach_device(nw_mem *m, const nw_mem_device *dev);
 void nw_mem_destroy(nw_mem *m);
 
 /* Allocates `bytes` (zeroed) for category `cat`. NW_ENOMEM when the cap or
