@@ -1,5 +1,5 @@
 /* data.h — training and held-out examples, their order, and micro-batches.
- * defines: nw_dataset, nw_data_open, nw_data_example, nw_data_order,
+ * defines: nw_dataset, nw_data_open, nw_data_example, nw_data_count,
  *          nw_batch, nw_batch_build
  *
  * An example is one token sequence (one synthetic problem, one line of a
