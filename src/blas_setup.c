@@ -61,8 +61,8 @@ static double nw_blas_check(void) {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     b[i] = (float)((s >> 40) / (double)(1 << 24) - 0.5);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K,
-              b, N, 0.0f, c, N);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b,
+              N, 0.0f, c, N);
   double maxerr = 0, maxref = 1e-30;
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) {
@@ -76,6 +76,19 @@ static double nw_blas_check(void) {
         maxref = fabs(ref);
     }
   return maxerr / maxref;
+}
+
+const char *nw_blas_choose_core(int cpu_avx512, const char *running_core,
+                                const char *user_coretype, int no_correction) {
+  if (user_coretype && *user_coretype)
+    return NULL;
+  if (no_correction || !cpu_avx512 || nw_core_is_avx512(running_core))
+    return NULL;
+  return "SkylakeX";
+}
+
+int nw_blas_slower_than_cpu(const nw_blas_info *info) {
+  return info->cpu_avx512 && !nw_core_is_avx512(info->core);
 }
 
 int nw_blas_setup(char **argv, int threads, nw_blas_info *info) {
@@ -93,10 +106,12 @@ int nw_blas_setup(char **argv, int threads, nw_blas_info *info) {
   } else {
     snprintf(info->detected, sizeof info->detected, "%s", info->core);
     info->user_set = user != NULL && *user;
-    if (!info->user_set && info->cpu_avx512 && !nw_core_is_avx512(info->core) &&
-        !getenv("NW_BLAS_NO_CORRECTION") && argv) {
+    const char *force =
+        nw_blas_choose_core(info->cpu_avx512, info->core, user,
+                            getenv("NW_BLAS_NO_CORRECTION") != NULL);
+    if (force && argv) {
       setenv("NW_BLAS_DETECTED", info->core, 1);
-      setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+      setenv("OPENBLAS_CORETYPE", force, 1);
       execv("/proc/self/exe", argv);
       /* exec failed: carry on with the detected core. */
       unsetenv("NW_BLAS_DETECTED");
@@ -115,9 +130,14 @@ int nw_blas_setup(char **argv, int threads, nw_blas_info *info) {
 }
 
 void nw_blas_describe(const nw_blas_info *info, char *buf, size_t len) {
-  const char *how = info->corrected   ? " (corrected from "
-                    : info->user_set ? " (OPENBLAS_CORETYPE set by the user"
-                                     : " (chosen by OpenBLAS";
+  const char *how = info->corrected ? " (corrected from "
+                    : info->user_set
+                        ? (nw_blas_slower_than_cpu(info)
+                               ? " (OPENBLAS_CORETYPE set in the environment; "
+                                 "this CPU has AVX-512: unset it for the "
+                                 "faster SkylakeX kernels"
+                               : " (OPENBLAS_CORETYPE set in the environment")
+                        : " (chosen by OpenBLAS";
   if (info->corrected)
     snprintf(buf, len,
              "OpenBLAS core %s%s%s: CPU has AVX-512), %d threads, sgemm check "
@@ -125,6 +145,7 @@ void nw_blas_describe(const nw_blas_info *info, char *buf, size_t len) {
              info->core, how, info->detected, info->threads,
              info->check_rel_err);
   else
-    snprintf(buf, len, "OpenBLAS core %s%s), %d threads, sgemm check rel err %.1e",
+    snprintf(buf, len,
+             "OpenBLAS core %s%s), %d threads, sgemm check rel err %.1e",
              info->core, how, info->threads, info->check_rel_err);
 }

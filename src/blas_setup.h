@@ -31,6 +31,16 @@ typedef struct {
  * be re-run without the correction: NW_BLAS_NO_CORRECTION=1). */
 int nw_blas_setup(char **argv, int threads, nw_blas_info *info);
 
+/* The decision alone, for tests: the core to force ("SkylakeX") or NULL to
+ * keep what OpenBLAS runs. user_coretype is OPENBLAS_CORETYPE as the user
+ * set it (NULL when unset); a user's choice always stands. */
+const char *nw_blas_choose_core(int cpu_avx512, const char *running_core,
+                                const char *user_coretype, int no_correction);
+
+/* 1 when the CPU could run faster kernels than the running core: a hint for
+ * a user whose own OPENBLAS_CORETYPE holds it back. */
+int nw_blas_slower_than_cpu(const nw_blas_info *info);
+
 /* One line for the log: "OpenBLAS core SkylakeX (corrected from Haswell)". */
 void nw_blas_describe(const nw_blas_info *info, char *buf, size_t len);
 

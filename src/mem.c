@@ -29,7 +29,7 @@ typedef struct nw_block {
 struct nw_mem {
   nw_mem_stats st;
   nw_mem_device dev; /* reserve == NULL: plain host memory */
-  nw_block *cache; /* freed blocks, most recent first */
+  nw_block *cache;   /* freed blocks, most recent first */
 };
 
 static const char *const nw_mem_cat_names[NW_MEM_NCAT] = {
@@ -81,7 +81,9 @@ static int nw_mem_reserve(nw_mem *m, size_t bytes) {
   return m->dev.reserve(m->dev.ctx, bytes) == 0 ? 0 : NW_ENOMEM;
 }
 
-static size_t nw_mem_round(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+static size_t nw_mem_round(size_t bytes) {
+  return (bytes + 255) & ~(size_t)255;
+}
 
 int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   *out = NULL;

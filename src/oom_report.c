@@ -64,9 +64,8 @@ int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
       "effective_batch", r->effective, "seq_len", r->seq_len, "max_seq_len",
       r->max_seq_len, "median_seq_len", r->median_seq_len, "steps_since_eval",
       r->steps_since_eval, "eval_batch", r->eval_batch, "eval_release_cache",
-      r->eval_release_cache, "device_processes", procs,
-      "emergency_checkpoint", r->emergency_checkpoint, "checkpoint",
-      r->checkpoint);
+      r->eval_release_cache, "device_processes", procs, "emergency_checkpoint",
+      r->emergency_checkpoint, "checkpoint", r->checkpoint);
   if (!o || !more) {
     json_decref(o);
     json_decref(more);
@@ -134,7 +133,8 @@ static void nw_get_categories(nw_reader *rd, const char *key, uint64_t *out) {
     return;
   }
   for (int c = 0; c < NW_MEM_NCAT; c++)
-    out[c] = (uint64_t)nw_get_int(rd, o, nw_mem_category_name((nw_mem_category)c));
+    out[c] =
+        (uint64_t)nw_get_int(rd, o, nw_mem_category_name((nw_mem_category)c));
 }
 
 int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,

@@ -88,7 +88,8 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   double loss_sum = 0;
   for (int a = 0; a < accum; a++) {
     uint64_t first = index0 + (uint64_t)a * (uint64_t)bc->micro;
-    NW_TRY(nw_batch_build(&t->batch, t->data, NW_SPLIT_TRAIN, first, bc->micro));
+    NW_TRY(
+        nw_batch_build(&t->batch, t->data, NW_SPLIT_TRAIN, first, bc->micro));
     double ls = 0;
     NW_TRY(nw_model_forward_backward(t->model, t->batch.inputs,
                                      t->batch.targets, t->batch.B, t->batch.T,
@@ -108,8 +109,8 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
 
 /* Greedy answers for problems [first, first+n) of the held-out split, rows
  * of one kv-cache batch of eval.batch rows. Adds to total and correct. */
-static int nw_trainer_generate(nw_trainer *t, uint64_t first, int n,
-                               int *total, int *correct) {
+static int nw_trainer_generate(nw_trainer *t, uint64_t first, int n, int *total,
+                               int *correct) {
   const nw_eval_config *ec = &t->cfg.eval;
   int B = ec->batch, Tmax = t->cfg.model.max_seq_len, W = Tmax + 1;
   int rc = 0;
@@ -146,7 +147,8 @@ static int nw_trainer_generate(nw_trainer *t, uint64_t first, int n,
     for (int b = 0; b < B; b++) {
       active |= !done[b];
       /* position pos holds the prompt, then the row's own answer so far */
-      tok[b] = pos < len[b] && (pos < plen[b] || !done[b]) ? ex[b * W + pos] : 0;
+      tok[b] =
+          pos < len[b] && (pos < plen[b] || !done[b]) ? ex[b * W + pos] : 0;
     }
     if (!active)
       break;
@@ -163,8 +165,8 @@ static int nw_trainer_generate(nw_trainer *t, uint64_t first, int n,
       /* Teacher-forcing stops mattering once a row is wrong: feed its own
        * tokens only while it is still right, then it is decided. */
       ngen[b]++;
-      if (!ok[b] || want == NW_DATA_ANSWER_END || ngen[b] >= ec->max_new_tokens ||
-          pos + 2 >= len[b]) {
+      if (!ok[b] || want == NW_DATA_ANSWER_END ||
+          ngen[b] >= ec->max_new_tokens || pos + 2 >= len[b]) {
         if (ok[b] && want != NW_DATA_ANSWER_END)
           ok[b] = 0; /* ran out of room before the end of the answer */
         done[b] = 1;
@@ -210,8 +212,8 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
     uint64_t first = (uint64_t)ec->batches * ec->batch;
     for (int done = 0; done < ec->generate; done += ec->batch) {
       int n = ec->generate - done < ec->batch ? ec->generate - done : ec->batch;
-      NW_TRY(nw_trainer_generate(t, first + (uint64_t)done, n,
-                                 &res->gen_total, &res->gen_correct));
+      NW_TRY(nw_trainer_generate(t, first + (uint64_t)done, n, &res->gen_total,
+                                 &res->gen_correct));
     }
     /* Keeping the cache saves its allocation at the next eval but holds its
      * bytes through training: eval.release_cache chooses. */
@@ -257,8 +259,9 @@ int nw_trainer_run(nw_trainer *t) {
   nw_status_emit(&t->status,
                  json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "event", "start",
                            "step", t->step, "steps", cfg->train.steps, "micro",
-                           cfg->batch.micro, "accum", nw_config_accum(&cfg->batch),
-                           "max_seq_len", cfg->model.max_seq_len));
+                           cfg->batch.micro, "accum",
+                           nw_config_accum(&cfg->batch), "max_seq_len",
+                           cfg->model.max_seq_len));
   nw_eval_result ev;
   if (cfg->eval.every > 0 && t->step == 0) {
     NW_TRY(nw_trainer_eval(t, &ev));
@@ -268,13 +271,13 @@ int nw_trainer_run(nw_trainer *t) {
     nw_step_result r;
     NW_TRY(nw_trainer_step(t, &r));
     nw_trainer_report_step(t, &r);
-    if (cfg->eval.every > 0 && (t->step % cfg->eval.every == 0 ||
-                                t->step == cfg->train.steps)) {
+    if (cfg->eval.every > 0 &&
+        (t->step % cfg->eval.every == 0 || t->step == cfg->train.steps)) {
       NW_TRY(nw_trainer_eval(t, &ev));
       nw_trainer_report_eval(t, &ev);
     }
   }
-  nw_status_emit(&t->status, json_pack("{s:s, s:i}", "event", "finish", "step",
-                                       t->step));
+  nw_status_emit(&t->status,
+                 json_pack("{s:s, s:i}", "event", "finish", "step", t->step));
   return 0;
 }

@@ -163,18 +163,21 @@ static void test_bad_input(void **state) {
   nw_test_tmpdir(dir, sizeof dir, "badcfg");
 
   snprintf(path, sizeof path, "%s/missing.conf", dir);
-  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL), NW_EXIT_CONFIG);
+  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL),
+                   NW_EXIT_CONFIG);
   assert_non_null(strstr(out, "missing.conf"));
 
   snprintf(path, sizeof path, "%s/unknown.conf", dir);
   write_file(path, "[model]\nn_layer = 2\nn_layers = 3\n");
-  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL), NW_EXIT_CONFIG);
+  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL),
+                   NW_EXIT_CONFIG);
   assert_non_null(strstr(out, "unknown.conf:3"));
   assert_non_null(strstr(out, "n_layers"));
 
   snprintf(path, sizeof path, "%s/range.conf", dir);
   write_file(path, "[batch]\nmicro = -4\n");
-  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL), NW_EXIT_CONFIG);
+  assert_int_equal(run_train(out, sizeof out, path, NULL, NULL),
+                   NW_EXIT_CONFIG);
   assert_non_null(strstr(out, "range.conf:2"));
 
   assert_int_equal(run_train(out, sizeof out, "--set", "batch.micro=7", NULL),
