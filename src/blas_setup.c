@@ -97,7 +97,8 @@ int nw_blas_setup(char **argv, int threads, nw_blas_info *info) {
   snprintf(info->core, sizeof info->core, "%s", core ? core : "unknown");
   info->cpu_avx512 = nw_cpu_has_avx512();
 
-  /* NW_BLAS_DETECTED marks a variable we set ourselves before re-exec. */
+  /* NW_BLAS_DETECTED marks a core we forced before re-exec, NW_RUNTIME_SET
+   * a re-exec already done: a program re-executes at most once. */
   const char *ours = getenv("NW_BLAS_DETECTED");
   const char *user = getenv("OPENBLAS_CORETYPE");
   if (ours) {
@@ -106,16 +107,34 @@ int nw_blas_setup(char **argv, int threads, nw_blas_info *info) {
   } else {
     snprintf(info->detected, sizeof info->detected, "%s", info->core);
     info->user_set = user != NULL && *user;
+  }
+  if (!getenv("NW_RUNTIME_SET") && argv) {
+    int reexec = 0;
     const char *force =
         nw_blas_choose_core(info->cpu_avx512, info->core, user,
                             getenv("NW_BLAS_NO_CORRECTION") != NULL);
-    if (force && argv) {
+    if (force) {
       setenv("NW_BLAS_DETECTED", info->core, 1);
       setenv("OPENBLAS_CORETYPE", force, 1);
+      reexec = 1;
+    }
+    /* libgomp's threads spin while they wait for work. When another process
+     * (a second trainer, the test suite, the supervisor's own work) takes a
+     * core, a spinning thread waits for one that is not running: each small
+     * parallel region then costs a scheduler tick (measured 10x slower
+     * evaluation on 2 loaded cores). Passive waiting costs a futex wake per
+     * region instead. The user's own OMP_WAIT_POLICY stands. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+      setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      reexec = 1;
+    }
+    if (reexec) {
+      setenv("NW_RUNTIME_SET", "1", 1);
       execv("/proc/self/exe", argv);
-      /* exec failed: carry on with the detected core. */
+      /* exec failed: carry on as we are. */
       unsetenv("NW_BLAS_DETECTED");
-      unsetenv("OPENBLAS_CORETYPE");
+      if (force)
+        unsetenv("OPENBLAS_CORETYPE");
     }
   }
   if (threads > 0) {

@@ -7,7 +7,9 @@
  * (Prescott) core and run sgemm at a third of the speed. OpenBLAS reads
  * OPENBLAS_CORETYPE only while loading, so correcting it means re-executing
  * the program with the variable set: the pid, arguments and descriptors stay
- * the same. A user's own OPENBLAS_CORETYPE is never overridden. */
+ * the same. A user's own OPENBLAS_CORETYPE is never overridden. The same
+ * re-exec sets OMP_WAIT_POLICY=PASSIVE unless the user set it (why: see
+ * blas_setup.c). */
 #ifndef NW_BLAS_SETUP_H
 #define NW_BLAS_SETUP_H
 
