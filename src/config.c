@@ -146,6 +146,10 @@ static const nw__cfg_key nw__cfg_keys[] = {
 
     NW__STR(run, dir, "runs/default", NW__CFG_NONEMPTY, NULL,
             "run directory: checkpoints, logs, reports"),
+    NW__STR(run, id, "", 0, NULL,
+            "run id shared by every process of this run; empty: "
+            "NIGHTWATCH_RUN_ID, else the run directory's name and a hash of "
+            "its absolute path"),
 
     NW__STR(device, type, "cpu", 0, nw__cfg_device_types,
             "cpu, cuda, or auto (cuda when built in and present)"),

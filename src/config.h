@@ -70,6 +70,7 @@ typedef struct {
 
 typedef struct {
   char dir[NW_PATH_MAX]; /* run directory */
+  char id[64]; /* run id; "" = NIGHTWATCH_RUN_ID, else derived from dir */
 } nw_run_config;
 
 typedef struct {

@@ -118,6 +118,7 @@ static const char all_keys_conf[] =
     "release_cache = yes\n"
     "[run]\n"
     "dir = /var/lib/nightwatch/run-1\n"
+    "id = overnight-7\n"
     "[device]\n"
     "type = auto\n"
     "name = gpu-box_7\n"
