@@ -218,7 +218,7 @@ static void test_every_key_round_trips(void **state) {
     if (!strcmp(la, ld))
       fail_msg("all_keys_conf leaves a key at its default: %s", la);
   }
-  assert_int_equal(keys, 38);
+  assert_int_equal(keys, 39);
   free(text);
   free(deftext);
 
