@@ -28,8 +28,9 @@ typedef struct nw_block {
 
 struct nw_mem {
   nw_mem_stats st;
-  nw_mem_device dev; /* reserve == NULL: plain host memory */
-  nw_block *cache;   /* freed blocks, most recent first */
+  nw_mem_stats at_failure; /* st when the last request was refused */
+  nw_mem_device dev;       /* reserve == NULL: plain host memory */
+  nw_block *cache;         /* freed blocks, most recent first */
 };
 
 static const char *const nw_mem_cat_names[NW_MEM_NCAT] = {
@@ -81,13 +82,14 @@ static int nw_mem_reserve(nw_mem *m, size_t bytes) {
   return m->dev.reserve(m->dev.ctx, bytes) == 0 ? 0 : NW_ENOMEM;
 }
 
-static size_t nw_mem_round(size_t bytes) {
-  return (bytes + 255) & ~(size_t)255;
+/* Blocks are multiples of 256 bytes, as cudaMalloc's granularity. */
+size_t nw_mem_block_bytes(size_t bytes) {
+  return ((bytes ? bytes : 1) + 255) & ~(size_t)255;
 }
 
 int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   *out = NULL;
-  size_t want = nw_mem_round(bytes ? bytes : 1);
+  size_t want = nw_mem_block_bytes(bytes);
   nw_block *b = NULL;
   /* Reuse the smallest cached block that fits and wastes less than half of
    * itself: micro-batches of different lengths then share blocks instead of
@@ -130,6 +132,7 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
 fail:
   m->st.failed_request = want;
   m->st.failed_category = cat;
+  m->at_failure = m->st;
   return NW_ENOMEM;
 }
 
@@ -162,6 +165,10 @@ uint64_t nw_mem_trim(nw_mem *m) {
 }
 
 void nw_mem_stats_get(const nw_mem *m, nw_mem_stats *st) { *st = m->st; }
+
+void nw_mem_failure_stats(const nw_mem *m, nw_mem_stats *st) {
+  *st = m->at_failure;
+}
 
 void nw_mem_reset_peaks(nw_mem *m) {
   for (int c = 0; c < NW_MEM_NCAT; c++)

@@ -13,13 +13,13 @@
 #include <stdint.h>
 
 #define NW_MEM_CATEGORIES(X)                                                   \
-  X(PARAMS, "params")                                                         \
-  X(GRADS, "grads")                                                           \
-  X(OPTIMIZER, "optimizer")                                                   \
-  X(ACTIVATIONS, "activations")                                               \
-  X(ATTENTION, "attention")                                                   \
-  X(KV_CACHE, "kv-cache")                                                     \
-  X(WORKSPACE, "workspace")                                                   \
+  X(PARAMS, "params")                                                          \
+  X(GRADS, "grads")                                                            \
+  X(OPTIMIZER, "optimizer")                                                    \
+  X(ACTIVATIONS, "activations")                                                \
+  X(ATTENTION, "attention")                                                    \
+  X(KV_CACHE, "kv-cache")                                                      \
+  X(WORKSPACE, "workspace")                                                    \
   X(DATA, "data")
 
 typedef enum {
@@ -34,14 +34,14 @@ const char *nw_mem_category_name(nw_mem_category cat);
 typedef struct nw_mem nw_mem;
 
 typedef struct {
-  uint64_t cap;                   /* bytes; 0 = unlimited */
-  uint64_t live[NW_MEM_NCAT];     /* bytes handed out, by category */
-  uint64_t peak[NW_MEM_NCAT];     /* high-water mark of live, by category */
-  uint64_t live_total;            /* sum of live */
-  uint64_t peak_total;            /* high-water mark of live_total */
-  uint64_t cached;                /* freed bytes kept for reuse */
-  uint64_t reserved;              /* live_total + cached: what the device holds */
-  uint64_t failed_request;        /* bytes of the last refused allocation */
+  uint64_t cap;               /* bytes; 0 = unlimited */
+  uint64_t live[NW_MEM_NCAT]; /* bytes handed out, by category */
+  uint64_t peak[NW_MEM_NCAT]; /* high-water mark of live, by category */
+  uint64_t live_total;        /* sum of live */
+  uint64_t peak_total;        /* high-water mark of live_total */
+  uint64_t cached;            /* freed bytes kept for reuse */
+  uint64_t reserved;          /* live_total + cached: what the device holds */
+  uint64_t failed_request;    /* bytes of the last refused allocation */
   nw_mem_category failed_category;
 } nw_mem_stats;
 
@@ -68,6 +68,12 @@ void nw_mem_free(nw_mem *m, void *p);
 /* Returns every cached block to the device; the bytes returned. */
 uint64_t nw_mem_trim(nw_mem *m);
 void nw_mem_stats_get(const nw_mem *m, nw_mem_stats *st);
+/* The stats as they were when the last allocation was refused (what an OOM
+ * report shows: the caller's unwinding frees blocks afterwards). All zero
+ * when no allocation has failed. */
+void nw_mem_failure_stats(const nw_mem *m, nw_mem_stats *st);
+/* Bytes a request occupies in the domain (its block size). */
+size_t nw_mem_block_bytes(size_t bytes);
 void nw_mem_reset_peaks(nw_mem *m);
 
 #endif
