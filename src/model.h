@@ -55,6 +55,10 @@ int nw_model_forward_backward(nw_model *m, const int *inputs,
                               const int *targets, int B, int T,
                               float loss_scale, double *loss_sum);
 
+/* After NW_ENOMEM from nw_model_forward_backward: 1 when the refused
+ * allocation was one the backward pass needs (the forward's all fit). */
+int nw_model_failed_in_backward(const nw_model *m);
+
 /* Forward only (evaluation): the summed loss over counted targets. */
 int nw_model_forward_loss(nw_model *m, const int *inputs, const int *targets,
                           int B, int T, double *loss_sum);

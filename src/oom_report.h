@@ -11,12 +11,12 @@
 #include "mem.h"
 
 #define NW_PHASES(X)                                                           \
-  X(INIT, "init")                                                             \
-  X(TRAIN_FORWARD, "train-forward")                                           \
-  X(TRAIN_BACKWARD, "train-backward")                                         \
-  X(OPTIMIZER, "optimizer")                                                   \
-  X(EVAL_FORWARD, "eval-forward")                                             \
-  X(EVAL_GENERATE, "eval-generate")                                           \
+  X(INIT, "init")                                                              \
+  X(TRAIN_FORWARD, "train-forward")                                            \
+  X(TRAIN_BACKWARD, "train-backward")                                          \
+  X(OPTIMIZER, "optimizer")                                                    \
+  X(EVAL_FORWARD, "eval-forward")                                              \
+  X(EVAL_GENERATE, "eval-generate")                                            \
   X(CHECKPOINT, "checkpoint")
 
 typedef enum {
@@ -41,26 +41,26 @@ typedef struct {
 } nw_device_proc;
 
 typedef struct {
-  int version;   /* NW_OOM_REPORT_VERSION */
-  int pid;       /* the trainer that failed */
+  int version; /* NW_OOM_REPORT_VERSION */
+  int pid;     /* the trainer that failed */
   char run_id[NW_RUN_ID_MAX];
-  char device[64]; /* "cpu:NAME" or "cuda:N" */
+  char device[80]; /* "cpu:NAME" or "cuda:N" */
   nw_phase phase;
   int step;       /* optimizer steps completed before the failure */
   int micro_step; /* micro-batch index within the step (-1 outside) */
   uint64_t requested_bytes;
   nw_mem_category requested_category;
-  uint64_t cap_bytes;        /* this process's cap (0 = none) */
-  uint64_t device_capacity;  /* bytes of the whole device (0 = unknown) */
-  uint64_t device_used;      /* bytes all processes held at the failure */
+  uint64_t cap_bytes;       /* this process's cap (0 = none) */
+  uint64_t device_capacity; /* bytes of the whole device (0 = unknown) */
+  uint64_t device_used;     /* bytes all processes held at the failure */
   uint64_t live[NW_MEM_NCAT];
   uint64_t peak[NW_MEM_NCAT];
-  uint64_t cached_bytes;     /* freed blocks the allocator kept */
-  uint64_t kv_cache_bytes;   /* live kv-cache at the failure */
+  uint64_t cached_bytes;   /* freed blocks the allocator kept */
+  uint64_t kv_cache_bytes; /* live kv-cache at the failure */
   int micro, accum, world, effective;
-  int seq_len;        /* padded length of the failing batch (0 = none) */
-  int max_seq_len;    /* configured maximum */
-  int median_seq_len; /* running median of padded micro-batch lengths */
+  int seq_len;          /* padded length of the failing batch (0 = none) */
+  int max_seq_len;      /* configured maximum */
+  int median_seq_len;   /* running median of padded micro-batch lengths */
   int steps_since_eval; /* -1 when no evaluation ran in this process */
   int eval_batch, eval_release_cache;
   int n_procs; /* other processes on the device, this one excluded */

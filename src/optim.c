@@ -23,18 +23,25 @@ int nw_optim_create(nw_optim **out, nw_model *model, const nw_backend *be,
   o->model = model;
   o->be = be;
   o->mem = mem;
-  size_t bytes = nw_model_num_params(model) * sizeof(float);
-  int rc = nw_mem_alloc(mem, NW_MEM_OPTIMIZER, bytes, (void **)&o->m);
-  if (rc < 0)
-    goto fail;
-  rc = nw_mem_alloc(mem, NW_MEM_OPTIMIZER, bytes, (void **)&o->v);
-  if (rc < 0)
-    goto fail;
   *out = o;
   return 0;
-fail:
-  nw_optim_destroy(o);
-  return rc;
+}
+
+int nw_optim_alloc_state(nw_optim *o) {
+  if (o->m)
+    return 0;
+  size_t bytes = nw_model_num_params(o->model) * sizeof(float);
+  float *m = NULL, *v = NULL;
+  int rc = nw_mem_alloc(o->mem, NW_MEM_OPTIMIZER, bytes, (void **)&m);
+  if (rc == 0)
+    rc = nw_mem_alloc(o->mem, NW_MEM_OPTIMIZER, bytes, (void **)&v);
+  if (rc < 0) {
+    nw_mem_free(o->mem, m);
+    return rc;
+  }
+  o->m = m; /* nw_mem_alloc zeroes: fresh moments */
+  o->v = v;
+  return 0;
 }
 
 void nw_optim_destroy(nw_optim *o) {
@@ -61,6 +68,7 @@ double nw_optim_lr(const nw_train_config *tc, int step) {
 
 int nw_optim_step(nw_optim *o, const nw_train_config *tc, int step,
                   double *grad_norm) {
+  NW_TRY(nw_optim_alloc_state(o));
   const nw_backend *be = o->be;
   float *params = nw_model_params(o->model);
   float *grads = nw_model_grads(o->model);

@@ -2,7 +2,10 @@
  * warmup + cosine learning-rate schedule.
  * defines: nw_optim, nw_optim_create, nw_optim_step, nw_optim_lr
  *
- * The moments live in the memory domain (category optimizer). Weight decay
+ * The moments live in the memory domain (category optimizer) and, as in
+ * PyTorch, are allocated at the first step, not at creation: the first
+ * optimizer step is where a model that fits for forward and backward can
+ * still run out of memory. Weight decay
  * applies to matrices (2-D tensors), not to biases and LayerNorm gains, as in
  * GPT-2 training. */
 #ifndef NW_OPTIM_H
@@ -18,8 +21,11 @@ int nw_optim_create(nw_optim **out, nw_model *model, const nw_backend *be,
                     nw_mem *mem);
 void nw_optim_destroy(nw_optim *o);
 
-float *nw_optim_exp_avg(nw_optim *o);    /* (num_params) first moments */
-float *nw_optim_exp_avg_sq(nw_optim *o); /* (num_params) second moments */
+/* Allocates the zeroed moments if they are not yet (NW_ENOMEM possible);
+ * called by the first step and by a checkpoint load. */
+int nw_optim_alloc_state(nw_optim *o);
+float *nw_optim_exp_avg(nw_optim *o);    /* (num_params) or NULL before */
+float *nw_optim_exp_avg_sq(nw_optim *o); /* (num_params) or NULL before */
 
 /* Learning rate for the step with 0-based index `step`: linear warmup over
  * warmup_steps, then cosine decay from lr to min_lr at `steps`. */

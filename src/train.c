@@ -9,12 +9,49 @@
 #include <time.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 
 static double nw_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The run id: every process of one run shares it, so a second trainer of
+ * the same run on the same device is provably a duplicate. */
+static int nw_trainer_run_id(nw_trainer *t, char *err, size_t errlen) {
+  const char *env = getenv("NIGHTWATCH_RUN_ID");
+  const char *id = t->cfg.run.id[0] ? t->cfg.run.id : env;
+  if (id && *id) {
+    if (strlen(id) >= sizeof t->run_id) {
+      snprintf(err, errlen, "run.id: \"%s\" is longer than %zu bytes", id,
+               sizeof t->run_id - 1);
+      return NW_ECONFIG;
+    }
+    snprintf(t->run_id, sizeof t->run_id, "%s", id);
+    return 0;
+  }
+  char abs[4096];
+  if (!realpath(t->cfg.run.dir, abs)) {
+    snprintf(err, errlen, "run.dir: %s: cannot resolve", t->cfg.run.dir);
+    return NW_EIO;
+  }
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const char *p = abs; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  const char *base = strrchr(abs, '/');
+  base = base && base[1] ? base + 1 : abs;
+  snprintf(t->run_id, sizeof t->run_id, "%.40s-%08x", base,
+           (unsigned)(h ^ (h >> 32)));
+  return 0;
+}
+
+static int nw_vdev_reserve_hook(void *ctx, uint64_t bytes) {
+  return nw_vdev_reserve(ctx, bytes);
+}
+static void nw_vdev_release_hook(void *ctx, uint64_t bytes) {
+  nw_vdev_release(ctx, bytes);
 }
 
 int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
@@ -27,11 +64,34 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   }
   t->cfg = *cfg;
   t->be = &nw_backend_cpu;
+  t->phase = NW_PHASE_INIT;
+  t->micro_step = -1;
+  t->last_eval_step = -1;
   nw_status_open(&t->status);
-  int rc = nw_mem_create(&t->mem, cfg->device.memory);
+  int rc = nw_mkdir_p(cfg->run.dir, err, errlen);
+  if (rc < 0)
+    goto fail;
+  if ((rc = nw_trainer_run_id(t, err, errlen)) < 0)
+    goto fail;
+  t->len_hist = calloc((size_t)cfg->model.max_seq_len + 1, sizeof *t->len_hist);
+  if (!t->len_hist) {
+    rc = NW_EHOSTMEM;
+    snprintf(err, errlen, "out of host memory");
+    goto fail;
+  }
+  rc = nw_mem_create(&t->mem, 0);
   if (rc < 0) {
     snprintf(err, errlen, "memory domain: %s", nw_strerror(rc));
     goto fail;
+  }
+  /* A capacity makes the CPU a virtual device that processes share. */
+  if (cfg->device.memory > 0) {
+    rc = nw_vdev_open(&t->vdev, cfg->device.name, cfg->device.memory, t->run_id,
+                      err, errlen);
+    if (rc < 0)
+      goto fail;
+    nw_mem_device dev = {t->vdev, nw_vdev_reserve_hook, nw_vdev_release_hook};
+    nw_mem_attach_device(t->mem, &dev);
   }
   rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
                     cfg->model.max_seq_len, err, errlen);
@@ -50,6 +110,10 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   *out = t;
   return 0;
 fail:
+  if (rc == NW_ENOMEM) {
+    *out = t; /* the caller reports the OOM, then destroys */
+    return rc;
+  }
   nw_trainer_destroy(t);
   return rc;
 }
@@ -59,11 +123,26 @@ void nw_trainer_destroy(nw_trainer *t) {
     return;
   nw_batch_free(&t->batch);
   nw_optim_destroy(t->optim);
-  nw_model_kv_free(t->model);
+  if (t->model)
+    nw_model_kv_free(t->model);
   nw_model_destroy(t->model);
   nw_data_close(t->data);
-  nw_mem_destroy(t->mem);
+  nw_mem_destroy(t->mem); /* returns its bytes to the device first */
+  nw_vdev_close(t->vdev);
+  free(t->len_hist);
   free(t);
+}
+
+int nw_trainer_median_seq_len(const nw_trainer *t) {
+  if (t->len_count == 0)
+    return 0;
+  uint64_t half = (t->len_count + 1) / 2, seen = 0;
+  for (int T = 0; T <= t->cfg.model.max_seq_len; T++) {
+    seen += t->len_hist[T];
+    if (seen >= half)
+      return T;
+  }
+  return t->cfg.model.max_seq_len;
 }
 
 int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
@@ -90,14 +169,25 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
     uint64_t first = index0 + (uint64_t)a * (uint64_t)bc->micro;
     NW_TRY(
         nw_batch_build(&t->batch, t->data, NW_SPLIT_TRAIN, first, bc->micro));
+    t->phase = NW_PHASE_TRAIN_FORWARD;
+    t->micro_step = a;
+    t->seq_len = t->batch.T;
+    t->len_hist[t->batch.T]++;
+    t->len_count++;
     double ls = 0;
-    NW_TRY(nw_model_forward_backward(t->model, t->batch.inputs,
-                                     t->batch.targets, t->batch.B, t->batch.T,
-                                     scale, &ls));
+    int rc =
+        nw_model_forward_backward(t->model, t->batch.inputs, t->batch.targets,
+                                  t->batch.B, t->batch.T, scale, &ls);
+    if (rc == NW_ENOMEM && nw_model_failed_in_backward(t->model))
+      t->phase = NW_PHASE_TRAIN_BACKWARD;
+    if (rc < 0)
+      return rc;
     loss_sum += ls;
     if (t->batch.T > res->max_seq)
       res->max_seq = t->batch.T;
   }
+  t->phase = NW_PHASE_OPTIMIZER;
+  t->micro_step = -1;
   NW_TRY(nw_optim_step(t->optim, &t->cfg.train, t->step, &res->grad_norm));
   res->lr = nw_optim_lr(&t->cfg.train, t->step);
   res->tokens = ntok;
@@ -194,9 +284,11 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
   memset(res, 0, sizeof *res);
   double loss_sum = 0;
   int64_t ntok = 0;
+  t->phase = NW_PHASE_EVAL_FORWARD;
   for (int i = 0; i < ec->batches; i++) {
     NW_TRY(nw_batch_build(&t->batch, t->data, NW_SPLIT_VAL,
                           (uint64_t)i * ec->batch, ec->batch));
+    t->seq_len = t->batch.T;
     double ls = 0;
     NW_TRY(nw_model_forward_loss(t->model, t->batch.inputs, t->batch.targets,
                                  t->batch.B, t->batch.T, &ls));
@@ -207,6 +299,8 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
 
   /* Generation scores problems after those used for the loss. */
   if (ec->generate > 0) {
+    t->phase = NW_PHASE_EVAL_GENERATE;
+    t->seq_len = t->cfg.model.max_seq_len;
     if (nw_model_kv_bytes(t->model) == 0)
       NW_TRY(nw_model_kv_alloc(t->model, ec->batch, t->cfg.model.max_seq_len));
     uint64_t first = (uint64_t)ec->batches * ec->batch;
@@ -222,6 +316,7 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
       nw_mem_trim(t->mem);
     }
   }
+  t->last_eval_step = t->step;
   res->seconds = nw_now() - t0;
   return 0;
 }

@@ -12,28 +12,32 @@
 #include "data.h"
 #include "mem.h"
 #include "model.h"
+#include "oom_report.h"
 #include "optim.h"
 #include "status.h"
+#include "vdev.h"
 
 typedef struct {
-  double loss;        /* mean over every target token of the effective batch */
-  double grad_norm;   /* before clipping */
+  double loss;      /* mean over every target token of the effective batch */
+  double grad_norm; /* before clipping */
   double lr;
-  int64_t tokens;     /* target tokens of the effective batch */
-  int max_seq;        /* longest padded micro-batch length of the step */
+  int64_t tokens; /* target tokens of the effective batch */
+  int max_seq;    /* longest padded micro-batch length of the step */
   double seconds;
 } nw_step_result;
 
 typedef struct {
-  double val_loss;  /* mean per target token */
-  int gen_total;    /* answers scored */
-  int gen_correct;  /* exact matches */
+  double val_loss; /* mean per target token */
+  int gen_total;   /* answers scored */
+  int gen_correct; /* exact matches */
   double seconds;
 } nw_eval_result;
 
 typedef struct nw_trainer {
   nw_config cfg;
+  char run_id[NW_RUN_ID_MAX];
   const nw_backend *be;
+  nw_vdev *vdev; /* the CPU virtual device; NULL when memory is unlimited */
   nw_mem *mem;
   nw_model *model;
   nw_optim *optim;
@@ -41,11 +45,21 @@ typedef struct nw_trainer {
   nw_batch batch;
   nw_status status;
   int step; /* optimizer steps completed */
+
+  /* Where the trainer is, for the OOM report. */
+  nw_phase phase;
+  int micro_step;     /* micro-batch index in the step; -1 outside */
+  int seq_len;        /* padded length of the batch in flight */
+  uint64_t *len_hist; /* (max_seq_len + 1) padded micro-batch lengths */
+  uint64_t len_count; /* micro-batches counted in len_hist */
+  int last_eval_step; /* step of the last evaluation; -1 = none yet */
 } nw_trainer;
 
 /* Builds everything from a validated config. err receives a message naming
- * the failing file or key; NW_ECONFIG/NW_EDATA/NW_EIO are the user's to fix,
- * NW_ENOMEM means the device could not hold the model. */
+ * the failing file or key; NW_ECONFIG/NW_EDATA/NW_EIO are the user's to fix.
+ * NW_ENOMEM means the device could not hold the model: then, and only then,
+ * *out is still set (phase init) so that the caller can report the OOM
+ * before destroying it. */
 int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
                       size_t errlen);
 void nw_trainer_destroy(nw_trainer *t);
@@ -59,5 +73,15 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res);
 
 /* Runs from t->step to train.steps with logging and evaluation. */
 int nw_trainer_run(nw_trainer *t);
+
+/* Median padded micro-batch length seen so far (0 before the first). */
+int nw_trainer_median_seq_len(const nw_trainer *t);
+
+/* After NW_ENOMEM: the OOM report of the failure, filled from the trainer
+ * state and the memory domain's snapshot at the refused allocation, and
+ * written to RUN_DIR/oom-report.json with a status line. t may come from a
+ * failed nw_trainer_create (phase init). */
+void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r);
+int nw_trainer_report_oom(nw_trainer *t, char *err, size_t errlen);
 
 #endif

@@ -26,6 +26,16 @@ static void nw_usage(FILE *f) {
         f);
 }
 
+/* The OOM path: report while the state of the failure is still there,
+ * then unwind everything (no leak) and exit with the OOM code. */
+static int nw_exit_oom(nw_trainer *t) {
+  char err[1024];
+  if (nw_trainer_report_oom(t, err, sizeof err) < 0)
+    nw_error("could not write the OOM report: %s", err);
+  nw_trainer_destroy(t);
+  return NW_EXIT_OOM;
+}
+
 int main(int argc, char **argv) {
   nw_log_set_prefix("train");
   /* A supervisor that went away must not kill us through a status write. */
@@ -97,10 +107,11 @@ int main(int argc, char **argv) {
 
   nw_trainer *t = NULL;
   rc = nw_trainer_create(&t, &cfg, err, sizeof err);
+  if (rc == NW_ENOMEM)
+    return nw_exit_oom(t);
   if (rc < 0) {
     nw_error("%s", err);
-    return rc == NW_ENOMEM ? NW_EXIT_OOM
-           : (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
+    return (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
                ? NW_EXIT_CONFIG
                : NW_EXIT_FAILURE;
   }
@@ -111,11 +122,9 @@ int main(int argc, char **argv) {
           nw_model_num_params(t->model), cfg.batch.effective, cfg.batch.micro,
           nw_config_accum(&cfg.batch), cfg.batch.world);
   rc = nw_trainer_run(t);
+  if (rc == NW_ENOMEM)
+    return nw_exit_oom(t);
   nw_trainer_destroy(t);
-  if (rc == NW_ENOMEM) {
-    nw_error("out of device memory");
-    return NW_EXIT_OOM;
-  }
   if (rc < 0) {
     nw_error("training failed: %s", nw_strerror(rc));
     return NW_EXIT_FAILURE;
