@@ -91,13 +91,15 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   *out = NULL;
   size_t want = nw_mem_block_bytes(bytes);
   nw_block *b = NULL;
-  /* Reuse the smallest cached block that fits and wastes less than half of
-   * itself: micro-batches of different lengths then share blocks instead of
-   * each length growing the cache. */
+  /* Reuse the smallest cached block that fits with at most 1/8 to spare:
+   * micro-batches of similar lengths share blocks instead of each length
+   * growing the cache, and what a step holds stays within 1/8 of what the
+   * estimator predicts for it. Under pressure the cache is trimmed. */
   nw_block **best = NULL;
   for (nw_block **pp = &m->cache; *pp; pp = &(*pp)->next_cached) {
     size_t have = (*pp)->bytes;
-    if (have >= want && have < 2 * want && (!best || have < (*best)->bytes))
+    if (have >= want && have <= want + want / 8 &&
+        (!best || have < (*best)->bytes))
       best = pp;
   }
   if (best) {

@@ -185,6 +185,19 @@ float *nw_model_params(nw_model *m) { return m->params; }
 float *nw_model_grads(nw_model *m) { return m->grads; }
 int nw_model_num_tensors(const nw_model *m) { return m->num_tensors; }
 
+/* The same count nw_model_build_table arrives at: wte, wpe, per block 12C^2
+ * weights and 13C biases/gains, and ln_f. */
+size_t nw_model_param_count(const nw_model_config *c) {
+  size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer;
+  return (size_t)c->vocab_size * C + (size_t)c->max_seq_len * C +
+         L * (12 * C * C + 13 * C) + 2 * C;
+}
+
+uint64_t nw_model_kv_bytes_for(const nw_model_config *c, int B, int T_max) {
+  return nw_mem_block_bytes((size_t)c->n_layer * 2 * (size_t)B *
+                            (size_t)T_max * (size_t)c->n_embd * sizeof(float));
+}
+
 int nw_model_failed_in_backward(const nw_model *m) {
   return m->failed_in_backward;
 }

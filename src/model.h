@@ -59,6 +59,19 @@ int nw_model_forward_backward(nw_model *m, const int *inputs,
  * allocation was one the backward pass needs (the forward's all fit). */
 int nw_model_failed_in_backward(const nw_model *m);
 
+/* Bytes by category that one call allocates for (B, T) (train: forward
+ * and backward; else forward only) — exactly, block rounding included. The
+ * memory estimator is built on it. */
+void nw_model_call_bytes(const nw_model_config *c, int B, int T, int train,
+                         uint64_t bytes[NW_MEM_NCAT]);
+/* Bytes by category of one decode step over a cache of B rows. */
+void nw_model_decode_bytes(const nw_model_config *c, int B,
+                           uint64_t bytes[NW_MEM_NCAT]);
+/* Parameters of a model of this shape (num_params without building it). */
+size_t nw_model_param_count(const nw_model_config *c);
+/* kv-cache bytes of nw_model_kv_alloc(B, T_max), block rounding included. */
+uint64_t nw_model_kv_bytes_for(const nw_model_config *c, int B, int T_max);
+
 /* Forward only (evaluation): the summed loss over counted targets. */
 int nw_model_forward_loss(nw_model *m, const int *inputs, const int *targets,
                           int B, int T, double *loss_sum);

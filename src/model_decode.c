@@ -7,6 +7,21 @@
 #include "error.h"          // defines: NW_E*
 #include "model_internal.h" // defines: struct nw_model, nw_model__layer
 
+/* Floats of the one scratch block of a decode step over B rows. */
+static size_t nw_decode_floats(const nw_model_config *c, int B) {
+  size_t BC = (size_t)B * c->n_embd;
+  return 7 * BC + 2 * 4 * BC + 2 * (size_t)B + (size_t)B * c->vocab_size;
+}
+
+void nw_model_decode_bytes(const nw_model_config *c, int B,
+                           uint64_t bytes[NW_MEM_NCAT]) {
+  for (int i = 0; i < NW_MEM_NCAT; i++)
+    bytes[i] = 0;
+  bytes[NW_MEM_ACTIVATIONS] =
+      nw_mem_block_bytes(nw_decode_floats(c, B) * sizeof(float));
+  bytes[NW_MEM_DATA] = nw_mem_block_bytes(2 * (size_t)B * sizeof(int));
+}
+
 int nw_model__decode_logits(nw_model *m, const int *tokens, int pos, int *next,
                             float *logits) {
   if (!m->kv || pos < 0 || pos >= m->kv_T)
@@ -19,7 +34,7 @@ int nw_model__decode_logits(nw_model *m, const int *tokens, int pos, int *next,
       return NW_EDATA;
 
   size_t BC = (size_t)B * C;
-  size_t total = 7 * BC + 2 * 4 * BC + 2 * (size_t)B + (size_t)B * V;
+  size_t total = nw_decode_floats(&m->cfg, B);
   float *buf = NULL;
   int *ids = NULL;
   int rc = nw_mem_alloc(m->mem, NW_MEM_ACTIVATIONS, total * sizeof(float),

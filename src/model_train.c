@@ -75,14 +75,16 @@ typedef struct {
   float *datt; /* (B,NH,T,T) */
 } nw_acts;
 
-/* Carves the activations of one call out of a few blocks. */
-static int nw_acts_alloc(const nw_model *m, nw_call_mem *cm, nw_acts *a, int B,
-                         int T, int train) {
-  size_t L = (size_t)m->cfg.n_layer, C = (size_t)m->cfg.n_embd;
-  size_t NH = (size_t)m->cfg.n_head, V = (size_t)m->cfg.vocab_size;
+/* Floats of each saved tensor of one call, in nw_acts order; returns the
+ * floats of the block that holds them all (each tensor 64-byte aligned).
+ * One function for the allocation and for nw_model_call_bytes, so that the
+ * memory estimator can never disagree with what a call allocates. */
+#define NW_ACTS_SAVED 17
+static size_t nw_acts_saved_floats(const nw_model_config *c, int B, int T,
+                                   int train, size_t sizes[NW_ACTS_SAVED]) {
+  size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd;
   size_t N = (size_t)B * T, Ls = train ? L : 1;
-  *a = (nw_acts){.B = B, .T = T, .train = train};
-  size_t sizes[] = {
+  const size_t s[NW_ACTS_SAVED] = {
       N * C,      /* encoded */
       Ls * N * C, /* ln1 */
       Ls * N,     Ls * N, Ls * N * 3 * C, Ls * N * C,     Ls * N * C,
@@ -90,15 +92,50 @@ static int nw_acts_alloc(const nw_model *m, nw_call_mem *cm, nw_acts *a, int B,
       Ls * N * C, N * C,         /* lnf */
       N,          N,      N * C, /* proj */
   };
-  float **ptrs[] = {
+  size_t total = 0;
+  for (int i = 0; i < NW_ACTS_SAVED; i++) {
+    sizes[i] = s[i];
+    total += (s[i] + 15) & ~(size_t)15; /* keep 64-byte alignment */
+  }
+  return total;
+}
+
+void nw_model_call_bytes(const nw_model_config *c, int B, int T, int train,
+                         uint64_t bytes[NW_MEM_NCAT]) {
+  size_t sizes[NW_ACTS_SAVED];
+  size_t N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+  size_t att = (size_t)c->n_head * N * (size_t)T;
+  size_t Ls = train ? (size_t)c->n_layer : 1;
+  for (int i = 0; i < NW_MEM_NCAT; i++)
+    bytes[i] = 0;
+  bytes[NW_MEM_ACTIVATIONS] =
+      nw_mem_block_bytes(nw_acts_saved_floats(c, B, T, train, sizes) *
+                         sizeof(float)) +
+      nw_mem_block_bytes(N * V * sizeof(float));
+  bytes[NW_MEM_ATTENTION] = nw_mem_block_bytes(Ls * att * sizeof(float));
+  bytes[NW_MEM_WORKSPACE] = nw_mem_block_bytes(N * sizeof(float));
+  bytes[NW_MEM_DATA] = nw_mem_block_bytes(2 * N * sizeof(int));
+  if (train) {
+    bytes[NW_MEM_ACTIVATIONS] +=
+        nw_mem_block_bytes((N * C + 2 * N * 4 * C) * sizeof(float));
+    bytes[NW_MEM_ATTENTION] += nw_mem_block_bytes(att * sizeof(float));
+  }
+}
+
+/* Carves the activations of one call out of a few blocks. */
+static int nw_acts_alloc(const nw_model *m, nw_call_mem *cm, nw_acts *a, int B,
+                         int T, int train) {
+  size_t L = (size_t)m->cfg.n_layer, C = (size_t)m->cfg.n_embd;
+  size_t NH = (size_t)m->cfg.n_head, V = (size_t)m->cfg.vocab_size;
+  size_t N = (size_t)B * T, Ls = train ? L : 1;
+  *a = (nw_acts){.B = B, .T = T, .train = train};
+  size_t sizes[NW_ACTS_SAVED];
+  size_t total = nw_acts_saved_floats(&m->cfg, B, T, train, sizes);
+  float **ptrs[NW_ACTS_SAVED] = {
       &a->encoded,   &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
       &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
       &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->proj};
-  enum { NP = sizeof ptrs / sizeof ptrs[0] };
-  _Static_assert(sizeof sizes / sizeof sizes[0] == NP, "one size per tensor");
-  size_t total = 0;
-  for (int i = 0; i < NP; i++)
-    total += (sizes[i] + 15) & ~(size_t)15; /* keep 64-byte alignment */
+  enum { NP = NW_ACTS_SAVED };
   float *base;
   int rc = nw_call_alloc(cm, NW_MEM_ACTIVATIONS, total * sizeof(float), &base);
   if (rc < 0)

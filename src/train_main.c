@@ -1,6 +1,7 @@
 /* train_main.c — nightwatch-train: the trainer program.
  *
  *   nightwatch-train [CONFIG] [--set section.key=value ...]
+ *                    [--estimate | --device-ps]
  *
  * With no CONFIG it trains the embedded default model on the built-in task.
  * Exit codes: exit_codes.h and docs/protocol.md. */
@@ -12,15 +13,20 @@
 #include "blas_setup.h"
 #include "config.h"
 #include "error.h"
+#include "estimate.h"
 #include "exit_codes.h"
 #include "log.h"
 #include "train.h"
+#include "vdev.h"
 
 static void nw_usage(FILE *f) {
-  fputs("usage: nightwatch-train [CONFIG] [--set section.key=value ...]\n"
+  fputs("usage: nightwatch-train [CONFIG] [--set section.key=value ...] "
+        "[--estimate | --device-ps]\n"
         "  CONFIG         INI file (docs/config.md); embedded defaults if "
         "omitted\n"
         "  --set K=V      override one key, e.g. --set batch.micro=4\n"
+        "  --estimate     print the memory estimate per category and exit\n"
+        "  --device-ps    list the processes on the virtual device and exit\n"
         "exit codes: 0 finished, 1 failure, 64 usage, 75 out of memory, "
         "78 config error\n",
         f);
@@ -45,7 +51,16 @@ int main(int argc, char **argv) {
   nw_config_defaults(&cfg);
   char err[1024] = "";
   const char *config_path = NULL;
+  int estimate = 0, device_ps = 0, rc;
   for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--estimate") == 0) {
+      estimate = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--device-ps") == 0) {
+      device_ps = 1;
+      continue;
+    }
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       nw_usage(stdout);
       return NW_EXIT_FINISHED;
@@ -92,9 +107,25 @@ int main(int argc, char **argv) {
              err);
     return NW_EXIT_CONFIG;
   }
+  if (estimate) {
+    nw_estimate_print(stdout, &cfg);
+    return NW_EXIT_FINISHED;
+  }
+  if (device_ps) {
+    rc = nw_vdev_print(stdout, cfg.device.name, err, sizeof err);
+    if (rc < 0) {
+      nw_error("%s", err);
+      return rc == NW_ENOTFOUND ? NW_EXIT_FAILURE : NW_EXIT_CONFIG;
+    }
+    return NW_EXIT_FINISHED;
+  }
+  if (nw_estimate_check_capacity(&cfg, err, sizeof err) < 0) {
+    nw_error("%s", err);
+    return NW_EXIT_CONFIG;
+  }
 
   nw_blas_info blas;
-  int rc = nw_blas_setup(argv, cfg.train.threads, &blas);
+  rc = nw_blas_setup(argv, cfg.train.threads, &blas);
   char desc[256];
   nw_blas_describe(&blas, desc, sizeof desc);
   if (rc < 0) {
