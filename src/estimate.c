@@ -34,7 +34,7 @@ void nw_estimate_train(const nw_config *cfg, int B, int T, uint64_t kv_held,
                        nw_estimate *e) {
   nw_estimate_static(cfg, e);
   uint64_t call[NW_MEM_NCAT];
-  nw_model_call_bytes(&cfg->model, B, T, 1, call);
+  nw_model_call_bytes(&cfg->model, B, T, NW_CALL_TRAIN, call);
   for (int c = 0; c < NW_MEM_NCAT; c++)
     e->bytes[c] += call[c];
   e->bytes[NW_MEM_KV_CACHE] += kv_held;
@@ -45,7 +45,7 @@ void nw_estimate_eval(const nw_config *cfg, int T, nw_estimate *e) {
   nw_estimate st;
   nw_estimate_static(cfg, &st);
   uint64_t fwd[NW_MEM_NCAT], gen[NW_MEM_NCAT];
-  nw_model_call_bytes(&cfg->model, cfg->eval.batch, T, 0, fwd);
+  nw_model_call_bytes(&cfg->model, cfg->eval.batch, T, NW_CALL_EVAL, fwd);
   /* The cache kept from an earlier evaluation is held during the forward. */
   fwd[NW_MEM_KV_CACHE] += nw_estimate_kept_kv(cfg);
   memset(gen, 0, sizeof gen);

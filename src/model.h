@@ -59,11 +59,18 @@ int nw_model_forward_backward(nw_model *m, const int *inputs,
  * allocation was one the backward pass needs (the forward's all fit). */
 int nw_model_failed_in_backward(const nw_model *m);
 
-/* Bytes by category that one call allocates for (B, T) (train: forward
- * and backward; else forward only) — exactly, block rounding included. The
- * memory estimator is built on it. */
-void nw_model_call_bytes(const nw_model_config *c, int B, int T, int train,
-                         uint64_t bytes[NW_MEM_NCAT]);
+/* What a call allocates, for nw_model_call_bytes. */
+typedef enum {
+  NW_CALL_EVAL = 0,          /* nw_model_forward_loss */
+  NW_CALL_TRAIN = 1,         /* nw_model_forward_backward, all of it */
+  NW_CALL_TRAIN_FORWARD = 2, /* ... only the blocks allocated before the
+                                backward's own */
+} nw_call_kind;
+
+/* Bytes by category that one call allocates for (B, T) — exactly, block
+ * rounding included. The memory estimator is built on it. */
+void nw_model_call_bytes(const nw_model_config *c, int B, int T,
+                         nw_call_kind kind, uint64_t bytes[NW_MEM_NCAT]);
 /* Bytes by category of one decode step over a cache of B rows. */
 void nw_model_decode_bytes(const nw_model_config *c, int B,
                            uint64_t bytes[NW_MEM_NCAT]);

@@ -100,8 +100,9 @@ static size_t nw_acts_saved_floats(const nw_model_config *c, int B, int T,
   return total;
 }
 
-void nw_model_call_bytes(const nw_model_config *c, int B, int T, int train,
-                         uint64_t bytes[NW_MEM_NCAT]) {
+void nw_model_call_bytes(const nw_model_config *c, int B, int T,
+                         nw_call_kind kind, uint64_t bytes[NW_MEM_NCAT]) {
+  int train = kind != NW_CALL_EVAL;
   size_t sizes[NW_ACTS_SAVED];
   size_t N = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
   size_t att = (size_t)c->n_head * N * (size_t)T;
@@ -115,7 +116,7 @@ void nw_model_call_bytes(const nw_model_config *c, int B, int T, int train,
   bytes[NW_MEM_ATTENTION] = nw_mem_block_bytes(Ls * att * sizeof(float));
   bytes[NW_MEM_WORKSPACE] = nw_mem_block_bytes(N * sizeof(float));
   bytes[NW_MEM_DATA] = nw_mem_block_bytes(2 * N * sizeof(int));
-  if (train) {
+  if (kind == NW_CALL_TRAIN) {
     bytes[NW_MEM_ACTIVATIONS] +=
         nw_mem_block_bytes((N * C + 2 * N * 4 * C) * sizeof(float));
     bytes[NW_MEM_ATTENTION] += nw_mem_block_bytes(att * sizeof(float));
