@@ -108,6 +108,15 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
     m->st.cached -= b->bytes;
   }
   if (!b) {
+    /* A miss that would grow what the domain holds past the most it ever
+     * had live returns the cache first: blocks of lengths that no longer
+     * come would otherwise pile up (variable sequence lengths make every
+     * size a new one). The footprint stays at the working set's peak. */
+    uint64_t live_after = m->st.live_total + want;
+    uint64_t high = live_after > m->st.peak_total ? live_after
+                                                   : m->st.peak_total;
+    if (m->cache && m->st.reserved + want > high)
+      nw_mem_trim(m);
     if (nw_mem_reserve(m, want) < 0)
       goto fail;
     b = aligned_alloc(64, sizeof(nw_block) + want);
