@@ -45,8 +45,8 @@ static double sgemm_rate(int M, int N, int K, int reps) {
   double best = 0;
   for (int r = 0; r < reps + 1; r++) {
     double t0 = now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K,
-                b, K, 0.0f, c, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b,
+                K, 0.0f, c, N);
     double dt = now() - t0;
     double rate = 2.0 * M * N * K / dt / 1e9;
     if (r > 0 && rate > best) /* the first call warms up */
@@ -87,9 +87,15 @@ static int bench_model(const bench_case *bc, double ceiling) {
     inp[i] = (int)((i * 2654435761u) % (unsigned)bc->shape.vocab_size);
     tgt[i] = (int)((i * 40503u + 7) % (unsigned)bc->shape.vocab_size);
   }
-  nw_train_config tc = {.steps = 1000, .lr = 1e-4, .min_lr = 1e-5,
-                        .warmup_steps = 0, .weight_decay = 0.1, .beta1 = 0.9,
-                        .beta2 = 0.95, .eps = 1e-8, .grad_clip = 1.0};
+  nw_train_config tc = {.steps = 1000,
+                        .lr = 1e-4,
+                        .min_lr = 1e-5,
+                        .warmup_steps = 0,
+                        .weight_decay = 0.1,
+                        .beta1 = 0.9,
+                        .beta2 = 0.95,
+                        .eps = 1e-8,
+                        .grad_clip = 1.0};
   double total = 0;
   for (int it = 0; it < bc->iters + 1; it++) {
     double t0 = now(), loss = 0, norm = 0;
@@ -105,8 +111,8 @@ static int bench_model(const bench_case *bc, double ceiling) {
       total += now() - t0;
   }
   const nw_model_config *s = &bc->shape;
-  double n_mm = (double)nw_model_num_params(model) -
-                (double)s->max_seq_len * s->n_embd;
+  double n_mm =
+      (double)nw_model_num_params(model) - (double)s->max_seq_len * s->n_embd;
   double flops_tok = 6.0 * n_mm + 12.0 * s->n_layer * s->n_embd * bc->T;
   double sec = total / bc->iters;
   double tps = bt / sec;
@@ -146,8 +152,8 @@ int main(int argc, char **argv) {
   double ceiling = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     double r = sgemm_rate(shapes[i][0], shapes[i][1], shapes[i][2], 3);
-    printf("sgemm %5d x %5d x %5d  %7.1f GFLOP/s\n", shapes[i][0],
-           shapes[i][1], shapes[i][2], r);
+    printf("sgemm %5d x %5d x %5d  %7.1f GFLOP/s\n", shapes[i][0], shapes[i][1],
+           shapes[i][2], r);
     if (r > ceiling)
       ceiling = r;
   }

@@ -59,14 +59,14 @@ typedef struct nw_backend {
    * receives -log p[target] (0 where target < 0) and logits is overwritten
    * with dloss = scale * (p - onehot) (0 rows where target < 0). When
    * `grad` is 0 the logits are left as they are. */
-  void (*crossentropy)(float *losses, float *logits, const int *targets,
-                       int N, int V, float scale, int grad);
+  void (*crossentropy)(float *losses, float *logits, const int *targets, int N,
+                       int V, float scale, int grad);
 
   /* Generation: q (B,C) at position pos attends over kcache/vcache
    * (B,NH,Tmax,C/NH) positions 0..pos; out (B,C). */
   void (*attention_decode)(float *out, const float *q, const float *kcache,
-                           const float *vcache, int B, int C, int NH,
-                           int Tmax, int pos);
+                           const float *vcache, int B, int C, int NH, int Tmax,
+                           int pos);
   /* next (B) = argmax over logits (B,V) */
   void (*argmax)(int *next, const float *logits, int B, int V);
 

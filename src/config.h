@@ -16,8 +16,8 @@
 
 typedef enum {
   NW_DATA_SYNTHETIC = 0, /* built-in addition task */
-  NW_DATA_TEXT = 1,      /* a UTF-8 text file read as bytes, one line an example */
-  NW_DATA_SHARDS = 2,    /* llm.c uint16 .bin token shards, EOT-separated docs */
+  NW_DATA_TEXT = 1,   /* a UTF-8 text file read as bytes, one line an example */
+  NW_DATA_SHARDS = 2, /* llm.c uint16 .bin token shards, EOT-separated docs */
 } nw_data_source;
 
 typedef struct {
@@ -46,17 +46,17 @@ typedef struct {
 } nw_batch_config;
 
 typedef struct {
-  int steps;            /* optimizer steps in the run */
-  double lr;            /* peak learning rate */
-  double min_lr;        /* floor of the cosine decay */
-  int warmup_steps;     /* linear warmup */
-  double weight_decay;  /* AdamW decoupled weight decay on matrices */
-  double beta1, beta2;  /* AdamW moments */
-  double eps;           /* AdamW epsilon */
-  double grad_clip;     /* global-norm clip; 0 = off */
-  uint64_t seed;        /* initialisation seed */
-  int threads;          /* OpenMP/BLAS threads; 0 = all cores */
-  int log_every;        /* human progress line every N steps */
+  int steps;           /* optimizer steps in the run */
+  double lr;           /* peak learning rate */
+  double min_lr;       /* floor of the cosine decay */
+  int warmup_steps;    /* linear warmup */
+  double weight_decay; /* AdamW decoupled weight decay on matrices */
+  double beta1, beta2; /* AdamW moments */
+  double eps;          /* AdamW epsilon */
+  double grad_clip;    /* global-norm clip; 0 = off */
+  uint64_t seed;       /* initialisation seed */
+  int threads;         /* OpenMP/BLAS threads; 0 = all cores */
+  int log_every;       /* human progress line every N steps */
 } nw_train_config;
 
 typedef struct {

@@ -33,8 +33,8 @@ void nw_data_close(nw_dataset *d);
  * prompt_len receives how many leading tokens form the question that
  * generation is given (synthetic task: through '='), 0 when the source has
  * no answers to score. */
-int nw_data_example(nw_dataset *d, nw_split split, uint64_t index,
-                    int *tokens, int *len, int *prompt_len);
+int nw_data_example(nw_dataset *d, nw_split split, uint64_t index, int *tokens,
+                    int *len, int *prompt_len);
 
 /* Number of distinct examples in the split; UINT64_MAX for the generated
  * synthetic stream. */
@@ -47,10 +47,10 @@ uint64_t nw_data_count(const nw_dataset *d, nw_split split);
  * of this micro-batch; targets are -1 at padding. */
 typedef struct {
   int B, T;
-  int *inputs;      /* (B, T) */
-  int *targets;     /* (B, T) */
-  int n_targets;    /* counted (non-padding) targets */
-  int capacity_bt;  /* allocated B*T */
+  int *inputs;     /* (B, T) */
+  int *targets;    /* (B, T) */
+  int n_targets;   /* counted (non-padding) targets */
+  int capacity_bt; /* allocated B*T */
 } nw_batch;
 
 /* Fills batch with examples index0 .. index0+B-1 of the split. Grows the
@@ -61,7 +61,7 @@ void nw_batch_free(nw_batch *batch);
 
 /* Counted targets of examples index0 .. index0+n-1 without building a batch
  * (the loss normaliser of an effective batch). */
-int nw_data_count_targets(nw_dataset *d, nw_split split, uint64_t index0,
-                          int n, int64_t *count);
+int nw_data_count_targets(nw_dataset *d, nw_split split, uint64_t index0, int n,
+                          int64_t *count);
 
 #endif

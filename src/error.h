@@ -7,16 +7,16 @@
 #define NW_ERROR_H
 
 #define NW_ERRNO_MAP(X)                                                        \
-  X(NOMEM, "out of device memory")                                            \
-  X(HOSTMEM, "out of host memory")                                            \
-  X(CONFIG, "configuration error")                                            \
-  X(IO, "input/output error")                                                 \
-  X(DATA, "malformed data")                                                   \
-  X(SHAPE, "shape mismatch")                                                  \
-  X(NUMERIC, "numerical check failed")                                        \
-  X(BUSY, "resource busy")                                                    \
-  X(NOTFOUND, "not found")                                                    \
-  X(SYS, "system call failed")                                                \
+  X(NOMEM, "out of device memory")                                             \
+  X(HOSTMEM, "out of host memory")                                             \
+  X(CONFIG, "configuration error")                                             \
+  X(IO, "input/output error")                                                  \
+  X(DATA, "malformed data")                                                    \
+  X(SHAPE, "shape mismatch")                                                   \
+  X(NUMERIC, "numerical check failed")                                         \
+  X(BUSY, "resource busy")                                                     \
+  X(NOTFOUND, "not found")                                                     \
+  X(SYS, "system call failed")                                                 \
   X(INTERNAL, "internal error")
 
 enum {

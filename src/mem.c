@@ -113,8 +113,8 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
      * come would otherwise pile up (variable sequence lengths make every
      * size a new one). The footprint stays at the working set's peak. */
     uint64_t live_after = m->st.live_total + want;
-    uint64_t high = live_after > m->st.peak_total ? live_after
-                                                   : m->st.peak_total;
+    uint64_t high =
+        live_after > m->st.peak_total ? live_after : m->st.peak_total;
     if (m->cache && m->st.reserved + want > high)
       nw_mem_trim(m);
     if (nw_mem_reserve(m, want) < 0)

@@ -194,8 +194,8 @@ size_t nw_model_param_count(const nw_model_config *c) {
 }
 
 uint64_t nw_model_kv_bytes_for(const nw_model_config *c, int B, int T_max) {
-  return nw_mem_block_bytes((size_t)c->n_layer * 2 * (size_t)B *
-                            (size_t)T_max * (size_t)c->n_embd * sizeof(float));
+  return nw_mem_block_bytes((size_t)c->n_layer * 2 * (size_t)B * (size_t)T_max *
+                            (size_t)c->n_embd * sizeof(float));
 }
 
 int nw_model_failed_in_backward(const nw_model *m) {
