@@ -79,7 +79,7 @@ static const char *const nw__cfg_device_types[] = {"cpu", "cuda", "auto", NULL};
 #define NW__BIG (1 << 30)
 
 static const nw__cfg_key nw__cfg_keys[] = {
-    NW__INT(model, n_layer, "2", 1, 256, "transformer blocks"),
+    NW__INT(model, n_layer, "3", 1, 256, "transformer blocks"),
     NW__INT(model, n_head, "4", 1, 256,
             "attention heads; n_embd must be a multiple"),
     NW__INT(model, n_embd, "128", 8, 16384, "model width C"),
@@ -99,7 +99,7 @@ static const nw__cfg_key nw__cfg_keys[] = {
     NW__DBL(data, val_fraction, "0.05", 0, 0.5, 0,
             "held-out share when val_path is empty"),
     NW__U64(data, seed, "1337", "data generator and shuffle seed"),
-    NW__INT(data, short_max_digits, "3", 1, 1000,
+    NW__INT(data, short_max_digits, "2", 1, 1000,
             "synthetic: typical operands have 1..this digits"),
     NW__INT(data, long_max_digits, "24", 1, 10000,
             "synthetic: rare long operands have up to this many digits"),
@@ -113,7 +113,7 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "sequences per forward/backward on one rank"),
     NW__INT(batch, world, "1", 1, 4096, "data-parallel ranks"),
 
-    NW__INT(train, steps, "600", 0, NW__BIG, "optimizer steps in the run"),
+    NW__INT(train, steps, "2000", 0, NW__BIG, "optimizer steps in the run"),
     NW__DBL(train, lr, "0.003", 0, 10, 0, "peak learning rate"),
     NW__DBL(train, min_lr, "0.0003", 0, 10, 0,
             "floor of the cosine decay; at most lr"),
@@ -133,7 +133,7 @@ static const nw__cfg_key nw__cfg_keys[] = {
     NW__INT(train, log_every, "10", 1, NW__BIG,
             "a progress line every N steps"),
 
-    NW__INT(eval, every, "100", 0, INT_MAX,
+    NW__INT(eval, every, "200", 0, INT_MAX,
             "evaluate every N steps; 0 = never"),
     NW__INT(eval, batches, "4", 0, INT_MAX, "validation-loss batches"),
     NW__INT(eval, batch, "32", 1, INT_MAX, "sequences per eval batch"),

@@ -142,7 +142,7 @@ static void test_defaults_validate(void **state) {
   nw_config_defaults(&c);
   assert_int_equal(nw_config_validate(&c, err, sizeof err), 0);
   assert_string_equal(err, "");
-  assert_int_equal(c.model.n_layer, 2);
+  assert_int_equal(c.model.n_layer, 3);
   assert_int_equal(c.model.max_seq_len, 96);
   assert_int_equal(c.data.source, NW_DATA_SYNTHETIC);
   assert_string_equal(c.data.path, "");
@@ -358,7 +358,7 @@ static void test_all_errors_collected(void **state) {
   assert_contains(err, want);
   snprintf(want, sizeof want, "%s:8: device.colour: ", path);
   assert_contains(err, want);
-  assert_int_equal(c.train.steps, 600);
+  assert_int_equal(c.train.steps, 2000);
 }
 
 /* ---- config: --set ---- */
