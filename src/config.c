@@ -105,6 +105,9 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "synthetic: rare long operands have up to this many digits"),
     NW__DBL(data, long_fraction, "0.01", 0, 1, 0,
             "synthetic: share of long examples"),
+    NW__INT(data, max_len, "0", 0, 65536,
+            "truncate examples at this many tokens; 0 = model.max_seq_len "
+            "(recovery's shorten-sequences lowers it)"),
 
     NW__INT(batch, effective, "32", 1, 1 << 20,
             "sequences per optimizer step, all ranks together; never changed "
@@ -143,6 +146,16 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "generated tokens per answer at most; below max_seq_len"),
     NW__BOOL(eval, release_cache, "false",
              "free the kv-cache after each generation instead of keeping it"),
+
+    NW__INT(checkpoint, every, "200", 0, INT_MAX,
+            "save a checkpoint every N steps; 0 = only on stop and OOM"),
+    NW__DBL(checkpoint, every_seconds, "0", 0, 1e9, 0,
+            "also save every N seconds; 0 = off"),
+    NW__INT(checkpoint, keep_last, "3", 1, 1000000,
+            "checkpoints kept in the run directory"),
+    NW__DBL(checkpoint, verify_timeout, "60", 0.1, 1e6, 0,
+            "seconds one checkpoint verification may take before the file "
+            "counts as damaged"),
 
     NW__STR(run, dir, "runs/default", NW__CFG_NONEMPTY, NULL,
             "run directory: checkpoints, logs, reports"),
@@ -697,6 +710,10 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen) {
     nw__cfg_problem(&o, &n, "train.min_lr (%g) is greater than train.lr (%g)",
                     t->min_lr, t->lr);
   const nw_data_config *d = &cfg->data;
+  if (d->max_len > m->max_seq_len)
+    nw__cfg_problem(&o, &n,
+                    "data.max_len (%d) is greater than model.max_seq_len (%d)",
+                    d->max_len, m->max_seq_len);
   const char *src = nw__cfg_sources[d->source];
   if (d->source != NW_DATA_SYNTHETIC && !d->path[0])
     nw__cfg_problem(&o, &n, "data.path is required when data.source = %s", src);

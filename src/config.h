@@ -37,6 +37,7 @@ typedef struct {
   int short_max_digits;       /* synthetic: typical operands have 1..this */
   int long_max_digits;        /* synthetic: rare long operands up to this */
   double long_fraction;       /* synthetic: share of long examples */
+  int max_len; /* truncate examples at this many positions; 0 = model's */
 } nw_data_config;
 
 typedef struct {
@@ -69,6 +70,13 @@ typedef struct {
 } nw_eval_config;
 
 typedef struct {
+  int every;             /* save every N steps; 0 = only on stop and OOM */
+  double every_seconds;  /* and every N seconds; 0 = off */
+  int keep_last;         /* checkpoints kept in the run directory */
+  double verify_timeout; /* seconds one verification may take */
+} nw_checkpoint_config;
+
+typedef struct {
   char dir[NW_PATH_MAX]; /* run directory */
   char id[64]; /* run id; "" = NIGHTWATCH_RUN_ID, else derived from dir */
 } nw_run_config;
@@ -85,6 +93,7 @@ typedef struct {
   nw_batch_config batch;
   nw_train_config train;
   nw_eval_config eval;
+  nw_checkpoint_config checkpoint;
   nw_run_config run;
   nw_device_config device;
 } nw_config;
@@ -106,6 +115,13 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen);
 /* Writes the full config as INI text (for checkpoints and logs). Returns the
  * length written, or the length needed when buf is too small. */
 size_t nw_config_dump(const nw_config *cfg, char *buf, size_t buflen);
+
+/* The length examples are truncated at: data.max_len, or the model's
+ * position count. Recovery shortens sequences through data.max_len, never
+ * through the model's shape. */
+static inline int nw_config_max_len(const nw_config *c) {
+  return c->data.max_len > 0 ? c->data.max_len : c->model.max_seq_len;
+}
 
 /* accumulation = effective / (micro * world) */
 static inline int nw_config_accum(const nw_batch_config *b) {

@@ -92,6 +92,8 @@ static const char all_keys_conf[] =
     "short_max_digits = 5\n"
     "long_max_digits = 40\n"
     "long_fraction = 0.1\n"
+    "max_len = 80\n"
+
     "[batch]\n"
     "effective = 512\n"
     "micro = 16\n"
@@ -116,6 +118,11 @@ static const char all_keys_conf[] =
     "generate = 0\n"
     "max_new_tokens = 64\n"
     "release_cache = yes\n"
+    "[checkpoint]\n"
+    "every = 25\n"
+    "every_seconds = 1800\n"
+    "keep_last = 7\n"
+    "verify_timeout = 12.5\n"
     "[run]\n"
     "dir = /var/lib/nightwatch/run-1\n"
     "id = overnight-7\n"
@@ -218,7 +225,7 @@ static void test_every_key_round_trips(void **state) {
     if (!strcmp(la, ld))
       fail_msg("all_keys_conf leaves a key at its default: %s", la);
   }
-  assert_int_equal(keys, 39);
+  assert_int_equal(keys, 44);
   free(text);
   free(deftext);
 
