@@ -66,7 +66,7 @@ typedef struct {
   int n_procs; /* other processes on the device, this one excluded */
   nw_device_proc procs[NW_OOM_MAX_PROCS];
   int emergency_checkpoint; /* 1 when one was written */
-  char checkpoint[512];     /* its file name, "" when none */
+  char checkpoint[1024];    /* its file name, "" when none */
 } nw_oom_report;
 
 #define NW_OOM_REPORT_VERSION 1

@@ -67,6 +67,8 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   t->phase = NW_PHASE_INIT;
   t->micro_step = -1;
   t->last_eval_step = -1;
+  t->durable_step = -1;
+  t->last_ckpt_time = nw_now();
   nw_status_open(&t->status);
   int rc = nw_mkdir_p(cfg->run.dir, err, errlen);
   if (rc < 0)
@@ -94,7 +96,7 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
     nw_mem_attach_device(t->mem, &dev);
   }
   rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
-                    cfg->model.max_seq_len, err, errlen);
+                    nw_config_max_len(cfg), err, errlen);
   if (rc < 0)
     goto fail;
   rc = nw_model_create(&t->model, &cfg->model, t->be, t->mem, cfg->train.seed);
@@ -121,6 +123,7 @@ fail:
 void nw_trainer_destroy(nw_trainer *t) {
   if (!t)
     return;
+  nw_ckpt_writer_destroy(t->writer); /* waits for a write in flight */
   nw_batch_free(&t->batch);
   nw_optim_destroy(t->optim);
   if (t->model)
@@ -192,6 +195,7 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   res->lr = nw_optim_lr(&t->cfg.train, t->step);
   res->tokens = ntok;
   res->loss = loss_sum / (double)ntok;
+  t->tokens_seen += ntok;
   t->step++;
   res->seconds = nw_now() - t0;
   return 0;
@@ -363,15 +367,25 @@ int nw_trainer_run(nw_trainer *t) {
     nw_trainer_report_eval(t, &ev);
   }
   while (t->step < cfg->train.steps) {
+    if (t->stop_requested && *t->stop_requested) {
+      /* SIGTERM/SIGINT: the step in progress finished; save and leave */
+      int rc = nw_trainer_checkpoint_now(t, "stop requested");
+      nw_status_emit(&t->status,
+                     json_pack("{s:s, s:i, s:b}", "event", "stop", "step",
+                               t->step, "checkpoint", rc == 0));
+      return rc;
+    }
     nw_step_result r;
     NW_TRY(nw_trainer_step(t, &r));
     nw_trainer_report_step(t, &r);
+    nw_trainer_checkpoint_tick(t);
     if (cfg->eval.every > 0 &&
         (t->step % cfg->eval.every == 0 || t->step == cfg->train.steps)) {
       NW_TRY(nw_trainer_eval(t, &ev));
       nw_trainer_report_eval(t, &ev);
     }
   }
+  NW_TRY(nw_trainer_checkpoint_now(t, "end of run"));
   nw_status_emit(&t->status,
                  json_pack("{s:s, s:i}", "event", "finish", "step", t->step));
   return 0;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "ckpt_writer.h"
 #include "config.h"
 #include "data.h"
 #include "mem.h"
@@ -44,7 +45,15 @@ typedef struct nw_trainer {
   nw_dataset *data;
   nw_batch batch;
   nw_status status;
-  int step; /* optimizer steps completed */
+  int step;            /* optimizer steps completed */
+  int64_t tokens_seen; /* target tokens trained on */
+
+  /* Checkpoints */
+  nw_ckpt_writer *writer;
+  int durable_step; /* step of the newest durable checkpoint; -1 */
+  char durable_path[NW_PATH_MAX];
+  double last_ckpt_time;              /* monotonic seconds of the last save */
+  const volatile int *stop_requested; /* set by SIGTERM/SIGINT; may be NULL */
 
   /* Where the trainer is, for the OOM report. */
   nw_phase phase;
@@ -73,6 +82,20 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res);
 
 /* Runs from t->step to train.steps with logging and evaluation. */
 int nw_trainer_run(nw_trainer *t);
+
+/* Checkpoints (train_ckpt.c). Resume: "auto" loads the newest checkpoint
+ * of the run directory that verifies (none: a fresh start), "none" starts
+ * fresh, anything else is a file that must load. err names the file and,
+ * for a shape mismatch, the differing setting. */
+int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
+                      size_t errlen);
+/* After a step: collects a finished background write and starts the next
+ * one when due (every N steps or seconds). Errors are reported, never
+ * returned: training goes on when a checkpoint cannot be written. */
+void nw_trainer_checkpoint_tick(nw_trainer *t);
+/* Writes a checkpoint of the current step now and waits for it (stop, end
+ * of run, OOM). 0 when one is durable for t->step. */
+int nw_trainer_checkpoint_now(nw_trainer *t, const char *why);
 
 /* Median padded micro-batch length seen so far (0 before the first). */
 int nw_trainer_median_seq_len(const nw_trainer *t);

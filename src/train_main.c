@@ -1,7 +1,7 @@
 /* train_main.c — nightwatch-train: the trainer program.
  *
  *   nightwatch-train [CONFIG] [--set section.key=value ...]
- *                    [--estimate | --device-ps]
+ *                    [--resume auto|none|FILE] [--estimate | --device-ps]
  *
  * With no CONFIG it trains the embedded default model on the built-in task.
  * Exit codes: exit_codes.h and docs/protocol.md. */
@@ -20,22 +20,40 @@
 #include "vdev.h"
 
 static void nw_usage(FILE *f) {
-  fputs("usage: nightwatch-train [CONFIG] [--set section.key=value ...] "
-        "[--estimate | --device-ps]\n"
-        "  CONFIG         INI file (docs/config.md); embedded defaults if "
-        "omitted\n"
-        "  --set K=V      override one key, e.g. --set batch.micro=4\n"
-        "  --estimate     print the memory estimate per category and exit\n"
-        "  --device-ps    list the processes on the virtual device and exit\n"
-        "exit codes: 0 finished, 1 failure, 64 usage, 75 out of memory, "
-        "78 config error\n",
-        f);
+  fputs(
+      "usage: nightwatch-train [CONFIG] [--set section.key=value ...] "
+      "[--estimate | --device-ps]\n"
+      "  CONFIG         INI file (docs/config.md); embedded defaults if "
+      "omitted\n"
+      "  --set K=V      override one key, e.g. --set batch.micro=4\n"
+      "  --resume R     auto (default: the newest good checkpoint of the run\n"
+      "                 directory, if any), none, or a checkpoint file\n"
+      "  --estimate     print the memory estimate per category and exit\n"
+      "  --device-ps    list the processes on the virtual device and exit\n"
+      "exit codes: 0 finished, 1 failure, 64 usage, 75 out of memory, "
+      "78 config error\n",
+      f);
 }
 
-/* The OOM path: report while the state of the failure is still there,
- * then unwind everything (no leak) and exit with the OOM code. */
+/* Set by SIGTERM/SIGINT; the loop checks it at each step boundary. */
+static volatile int nw_stop_requested;
+static void nw_on_stop_signal(int sig) {
+  (void)sig;
+  nw_stop_requested = 1;
+}
+
+/* The OOM path: an emergency checkpoint of the last completed step when the
+ * model is intact (every OOM comes before the optimizer's update, so it
+ * is), the report while the state of the failure is still there, then
+ * unwind everything (no leak) and exit with the OOM code. */
 static int nw_exit_oom(nw_trainer *t) {
   char err[1024];
+  if (t->model && t->optim && t->step > 0) {
+    nw_phase failed = t->phase;
+    if (nw_trainer_checkpoint_now(t, "emergency: out of memory") < 0)
+      nw_error("no emergency checkpoint; the previous checkpoint stands");
+    t->phase = failed;
+  }
   if (nw_trainer_report_oom(t, err, sizeof err) < 0)
     nw_error("could not write the OOM report: %s", err);
   nw_trainer_destroy(t);
@@ -52,6 +70,7 @@ int main(int argc, char **argv) {
   char err[1024] = "";
   const char *config_path = NULL;
   int estimate = 0, device_ps = 0, rc;
+  const char *resume = "auto";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--estimate") == 0) {
       estimate = 1;
@@ -59,6 +78,18 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[i], "--device-ps") == 0) {
       device_ps = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--resume") == 0 ||
+        strncmp(argv[i], "--resume=", 9) == 0) {
+      if (argv[i][8] == '=')
+        resume = argv[i] + 9;
+      else if (i + 1 < argc)
+        resume = argv[++i];
+      else {
+        nw_error("--resume needs auto, none or a checkpoint file");
+        return NW_EXIT_USAGE;
+      }
       continue;
     }
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -145,6 +176,21 @@ int main(int argc, char **argv) {
     return (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
                ? NW_EXIT_CONFIG
                : NW_EXIT_FAILURE;
+  }
+  /* Before resuming: a checkpoint loads from the step boundary anyway. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = nw_on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  t->stop_requested = &nw_stop_requested;
+  rc = nw_trainer_resume(t, resume, err, sizeof err);
+  if (rc < 0) {
+    nw_error("%s", err);
+    nw_trainer_destroy(t);
+    return rc == NW_EHOSTMEM || rc == NW_ESYS ? NW_EXIT_FAILURE
+                                              : NW_EXIT_CONFIG;
   }
   nw_info("model: %d layers, %d heads, width %d, vocabulary %d, max length %d: "
           "%zu parameters; batch %d = micro %d x accum %d x world %d",

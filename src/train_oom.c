@@ -41,6 +41,10 @@ void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   r->steps_since_eval =
       t->last_eval_step < 0 ? -1 : t->step - t->last_eval_step;
   r->eval_batch = cfg->eval.batch;
+  if (t->durable_step >= 0 && t->durable_step == t->step) {
+    r->emergency_checkpoint = 1;
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s", t->durable_path);
+  }
   r->eval_release_cache = cfg->eval.release_cache;
 
   /* The device as it stands now: the process table plays NVML's role. */
