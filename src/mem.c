@@ -65,6 +65,22 @@ void nw_mem_attach_device(nw_mem *m, const nw_mem_device *dev) {
   m->dev = *dev;
 }
 
+/* Returns the largest cached block to the device: the fewest blocks freed
+ * for the room made. */
+static void nw_mem_evict_largest(nw_mem *m) {
+  nw_block **largest = &m->cache;
+  for (nw_block **pp = &m->cache; *pp; pp = &(*pp)->next_cached)
+    if ((*pp)->bytes > (*largest)->bytes)
+      largest = pp;
+  nw_block *b = *largest;
+  *largest = b->next_cached;
+  m->st.cached -= b->bytes;
+  m->st.reserved -= b->bytes;
+  if (m->dev.release)
+    m->dev.release(m->dev.ctx, b->bytes);
+  free(b);
+}
+
 /* Reserves `bytes` from the device, trimming our own cache first when the
  * device is full: cached blocks are ours to give back. */
 static int nw_mem_reserve(nw_mem *m, size_t bytes) {
@@ -109,14 +125,15 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   }
   if (!b) {
     /* A miss that would grow what the domain holds past the most it ever
-     * had live returns the cache first: blocks of lengths that no longer
-     * come would otherwise pile up (variable sequence lengths make every
-     * size a new one). The footprint stays at the working set's peak. */
+     * had live first returns cached blocks, largest first: blocks of
+     * lengths that no longer come would otherwise pile up (variable
+     * sequence lengths make every size a new one). The footprint stays at
+     * the working set's peak. */
     uint64_t live_after = m->st.live_total + want;
     uint64_t high =
         live_after > m->st.peak_total ? live_after : m->st.peak_total;
-    if (m->cache && m->st.reserved + want > high)
-      nw_mem_trim(m);
+    while (m->cache && m->st.reserved + want > high)
+      nw_mem_evict_largest(m);
     if (nw_mem_reserve(m, want) < 0)
       goto fail;
     b = aligned_alloc(64, sizeof(nw_block) + want);
