@@ -189,7 +189,12 @@ int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
       return rc;
   } else {
     snprintf(path, sizeof path, "%s", spec);
-    NW_TRY(nw_ckpt_verify_isolated(path, timeout, err, errlen));
+    char why[1024];
+    int rc = nw_ckpt_verify_isolated(path, timeout, why, sizeof why);
+    if (rc < 0) {
+      snprintf(err, errlen, "--resume %s: %s", path, why);
+      return rc;
+    }
   }
   nw_ckpt_state st;
   NW_TRY(nw_ckpt_read(path, &st, err, errlen));

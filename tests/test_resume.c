@@ -177,12 +177,12 @@ static void test_resume_with_halved_micro_batch(void **state) {
   assert_int_equal(trainer_finish(&p), 0);
 
   trainer_start(&p, b, run8);
-  assert_true(trainer_wait_line(&p, "\"event\":\"step\"", 12));
+  assert_true(trainer_wait_line(&p, "\"event\":\"step\"", 24));
   kill(p.pid, SIGTERM);
   assert_true(trainer_wait_line(&p, "\"event\":\"stop\"", -1));
   assert_int_equal(trainer_finish(&p), NW_EXIT_FINISHED);
   trainer_start(&p, b, run4);
-  assert_true(trainer_wait_line(&p, "\"event\":\"resume\"", 12));
+  assert_true(trainer_wait_line(&p, "\"event\":\"resume\"", 24));
   assert_true(trainer_wait_line(&p, "\"event\":\"finish\"", -1));
   assert_int_equal(trainer_finish(&p), 0);
 
