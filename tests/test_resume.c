@@ -142,7 +142,7 @@ static void test_exact_resume_after_sigkill(void **state) {
   kill(p.pid, SIGKILL);
   assert_int_equal(trainer_finish(&p), 128 + SIGKILL);
   trainer_start(&p, b, run);
-  assert_true(trainer_wait_line(&p, "\"event\":\"resume\"", kill_at - 2));
+  assert_true(trainer_wait_line(&p, "\"event\":\"resume\"", 1));
   assert_true(trainer_wait_line(&p, "\"event\":\"finish\"", -1));
   assert_int_equal(trainer_finish(&p), 0);
   printf("killed at step %d, resumed, finished\n", kill_at);
@@ -331,12 +331,68 @@ static void test_zero_lost_steps(void **state) {
   oom_then_resume("kv", kvs, kv_resume);
 }
 
+/* nightwatch ckpt ls|verify|inspect on a real run directory, and on a
+ * checkpoint with one flipped byte in its data. */
+static void test_ckpt_cli(void **state) {
+  (void)state;
+  char dir[256], out[1 << 15];
+  nw_test_tmpdir(dir, sizeof dir, "cli");
+  const char *run[] = {"--set=train.steps=3", "--set=checkpoint.every=1", NULL};
+  trainer_proc p;
+  trainer_start(&p, dir, run);
+  assert_true(trainer_wait_line(&p, "\"event\":\"finish\"", -1));
+  assert_int_equal(trainer_finish(&p), 0);
+  char *ls[] = {(char *)NW_BIN, "ckpt", "ls", dir, NULL};
+  assert_int_equal(nw_test_run_cmd(ls, out, sizeof out), 0);
+  assert_non_null(strstr(out, "ckpt-0000000003.h5"));
+  char *verify[] = {(char *)NW_BIN, "ckpt", "verify", dir, NULL};
+  assert_int_equal(nw_test_run_cmd(verify, out, sizeof out), 0);
+  char path[1024];
+  nw_ckpt_path(dir, 3, path, sizeof path);
+  char *inspect[] = {(char *)NW_BIN, "ckpt", "inspect", path, NULL};
+  assert_int_equal(nw_test_run_cmd(inspect, out, sizeof out), 0);
+  assert_non_null(strstr(out, "step            3"));
+  assert_non_null(strstr(out, "transformer.h.1.mlp.c_fc.weight"));
+  /* flip a byte in the middle of the file: inside the parameters */
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, size / 2, SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, size / 2, SEEK_SET);
+  fputc(c ^ 0x40, f);
+  fclose(f);
+  char *verify1[] = {(char *)NW_BIN, "ckpt", "verify", path, NULL};
+  assert_int_equal(nw_test_run_cmd(verify1, out, sizeof out), 1);
+  assert_non_null(strstr(out, "DAMAGED"));
+  assert_int_equal(nw_test_run_cmd(verify, out, sizeof out), 1);
+  /* the trainer resumes from the previous good one */
+  char dirset[320];
+  snprintf(dirset, sizeof dirset, "--set=run.dir=%s", dir);
+  char *resume[] = {(char *)NW_TRAIN_BIN,
+                    dirset,
+                    "--set=model.n_layer=2",
+                    "--set=model.n_embd=64",
+                    "--set=model.n_head=4",
+                    "--set=eval.every=0",
+                    "--set=train.steps=4",
+                    "--set=data.long_fraction=0.05",
+                    "--set=data.long_max_digits=10",
+                    "--set=train.warmup_steps=5",
+                    NULL};
+  assert_int_equal(nw_test_run_cmd(resume, out, sizeof out), 0);
+  assert_non_null(strstr(out, "damaged, skipped"));
+  assert_non_null(strstr(out, "ckpt-0000000002.h5 at step 2"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact_resume_after_sigkill),
       cmocka_unit_test(test_resume_with_halved_micro_batch),
       cmocka_unit_test(test_shape_mismatch_refused),
       cmocka_unit_test(test_zero_lost_steps),
+      cmocka_unit_test(test_ckpt_cli),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,101 @@
+/* bench_stall.c — what a background checkpoint costs the training loop.
+ *
+ *   build/bench/bench_stall [RUN_DIR]
+ *
+ * GPT-2-small shape (12 layers, 12 heads, width 768, vocabulary 50257,
+ * sequence 256), micro-batch 4. Measured in one run: the time of a plain
+ * training step; the stall, i.e. the time the loop waits when a checkpoint
+ * starts (the snapshot of parameters and moments into the writer's host
+ * buffers); the time of a step taken while the writer thread writes (on 2
+ * cores the writer competes for a core); and the write itself. Printed as
+ * ratios to one training step: the goal is a stall under 0.1. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blas_setup.h"
+#include "ckpt_writer.h"
+#include "config.h"
+#include "error.h"
+#include "train.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  nw_blas_info info;
+  if (nw_blas_setup(argv, 0, &info) < 0)
+    return 1;
+  char desc[256];
+  nw_blas_describe(&info, desc, sizeof desc);
+  printf("%s\n", desc);
+
+  nw_config cfg;
+  nw_config_defaults(&cfg);
+  cfg.model = (nw_model_config){12, 12, 768, 50257, 256};
+  cfg.batch.effective = 4;
+  cfg.batch.micro = 4;
+  cfg.data.short_max_digits = 60; /* ~180-token problems: long sequences */
+  cfg.data.long_max_digits = 60;
+  cfg.data.long_fraction = 0;
+  cfg.eval.every = 0;
+  cfg.checkpoint.every = 0; /* this bench starts the checkpoints */
+  snprintf(cfg.run.dir, sizeof cfg.run.dir, "%s",
+           argc > 1 ? argv[1] : "/tmp/nightwatch-bench-stall");
+  char err[1024];
+  nw_trainer *t;
+  if (nw_config_validate(&cfg, err, sizeof err) < 0 ||
+      nw_trainer_create(&t, &cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  nw_step_result r;
+  for (int i = 0; i < 2; i++) /* optimizer state and allocator cache */
+    if (nw_trainer_step(t, &r) < 0)
+      return 1;
+  double plain = 0;
+  const int n = 3;
+  for (int i = 0; i < n; i++) {
+    double t0 = now();
+    if (nw_trainer_step(t, &r) < 0)
+      return 1;
+    plain += (now() - t0) / n;
+  }
+  /* the stall: a tick that is due starts a write and returns */
+  t->cfg.checkpoint.every = 1;
+  double t0 = now();
+  nw_trainer_checkpoint_tick(t);
+  double stall = now() - t0;
+  t->cfg.checkpoint.every = 0;
+  double during = 0;
+  int steps_during = 0;
+  while (nw_ckpt_writer_busy(t->writer)) {
+    double s0 = now();
+    if (nw_trainer_step(t, &r) < 0)
+      return 1;
+    during += now() - s0;
+    steps_during++;
+  }
+  nw_ckpt_result res;
+  if (!nw_ckpt_writer_wait(t->writer, &res) || res.rc < 0) {
+    fprintf(stderr, "checkpoint failed: %s\n", res.err);
+    return 1;
+  }
+  double bytes = 3.0 * nw_model_num_params(t->model) * sizeof(float);
+  printf("training step                %8.3f s (%.0f tok/s)\n", plain,
+         r.tokens / plain);
+  printf("stall (snapshot, %.2f GB)    %8.3f s = %.3f of a step (goal < 0.1)\n",
+         bytes / 1e9, stall, stall / plain);
+  printf("background write             %8.3f s (%.0f MB/s)\n", res.seconds,
+         bytes / res.seconds / 1e6);
+  if (steps_during)
+    printf("step while writing           %8.3f s = %.2f of a plain step "
+           "(%d steps)\n",
+           during / steps_during, during / steps_during / plain, steps_during);
+  nw_trainer_destroy(t);
+  return 0;
+}

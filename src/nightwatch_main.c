@@ -1,0 +1,36 @@
+/* nightwatch_main.c — the supervisor and tools.
+ *
+ *   nightwatch ckpt ls|verify|inspect ...
+ *
+ * The supervisor never initialises CUDA: it must survive a sick driver. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_ckpt.h"
+#include "exit_codes.h"
+
+static void nw_usage(FILE *f) {
+  fputs(
+      "usage: nightwatch COMMAND ...\n"
+      "  ckpt ls RUN_DIR           list the checkpoints of a run\n"
+      "  ckpt verify FILE|RUN_DIR  verify checksums (isolated, time-limited)\n"
+      "  ckpt inspect FILE         step, settings and tensors of a "
+      "checkpoint\n",
+      f);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    nw_usage(stderr);
+    return NW_EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    nw_usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "ckpt") == 0)
+    return nw_cli_ckpt(argc - 1, argv + 1);
+  fprintf(stderr, "nightwatch: unknown command '%s'\n", argv[1]);
+  nw_usage(stderr);
+  return NW_EXIT_USAGE;
+}
