@@ -1,0 +1,165 @@
+/* ckpt_common.c — what the checkpoint files share: HDF5 setup and error
+ * text, the root-attribute table, the model's tensor table for a shape. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt_internal.h"
+
+static pthread_once_t nw_ckpt__once = PTHREAD_ONCE_INIT;
+
+static void nw_ckpt__init_once(void) {
+  /* Errors become NW_E* codes with our own messages; the library must not
+   * print its stack to stderr on every damaged file. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void nw_ckpt__h5_init(void) {
+  pthread_once(&nw_ckpt__once, nw_ckpt__init_once);
+}
+
+hid_t nw_ckpt__fapl(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0)
+    return fapl;
+  if (H5Pset_fapl_sec2(fapl) < 0 ||
+      H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+      H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0 ||
+      H5Pset_file_locking(fapl, 0, 1) < 0) {
+    H5Pclose(fapl);
+    return -1;
+  }
+  return fapl;
+}
+
+typedef struct {
+  char desc[512];
+  int found;
+} nw_ckpt__walk;
+
+static herr_t nw_ckpt__walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  nw_ckpt__walk *w = data;
+  if (!w->found && e->desc && e->desc[0]) {
+    snprintf(w->desc, sizeof w->desc, "%s", e->desc);
+    w->found = 1;
+  }
+  return 0;
+}
+
+void nw_ckpt__h5_reason(char *buf, size_t len, int *disk_full) {
+  nw_ckpt__walk w = {.found = 0};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, nw_ckpt__walk_cb, &w);
+  if (disk_full)
+    *disk_full = 0;
+  if (!w.found) {
+    snprintf(buf, len, "HDF5 call failed");
+    return;
+  }
+  /* The sec2 driver's system errors read "..., errno = 28, error message =
+   * 'No space left on device', ...": keep the useful part. */
+  const char *eno = strstr(w.desc, "errno = ");
+  if (eno && disk_full && atoi(eno + 8) == 28)
+    *disk_full = 1;
+  const char *msg = strstr(w.desc, "error message = '");
+  if (msg) {
+    msg += strlen("error message = '");
+    const char *end = strchr(msg, '\'');
+    int n = end ? (int)(end - msg) : (int)strlen(msg);
+    snprintf(buf, len, "%.*s", n, msg);
+  } else {
+    snprintf(buf, len, "%s", w.desc);
+  }
+}
+
+const char *nw_ckpt__base(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+#define NW_S(name, kind, field)                                                \
+  { name, kind, offsetof(nw_ckpt_state, field) }
+const nw_ckpt_setting nw_ckpt__settings[] = {
+    NW_S("step", NW_CKPT_I64, step),
+    NW_S("tokens_seen", NW_CKPT_I64, tokens_seen),
+    NW_S("data_index", NW_CKPT_U64, data_index),
+    NW_S("data_seed", NW_CKPT_U64, data_seed),
+    NW_S("init_seed", NW_CKPT_U64, init_seed),
+    NW_S("effective_batch", NW_CKPT_I32, effective),
+    NW_S("micro_batch", NW_CKPT_I32, micro),
+    NW_S("accumulation", NW_CKPT_I32, accum),
+    NW_S("world_size", NW_CKPT_I32, world),
+    NW_S("max_seq_len", NW_CKPT_I32, max_seq_len),
+    NW_S("eval_batch", NW_CKPT_I32, eval_batch),
+    NW_S("eval_release_cache", NW_CKPT_I32, eval_release_cache),
+    NW_S("last_eval_step", NW_CKPT_I64, last_eval_step),
+    NW_S("n_layer", NW_CKPT_I32, shape.n_layer),
+    NW_S("n_head", NW_CKPT_I32, shape.n_head),
+    NW_S("n_embd", NW_CKPT_I32, shape.n_embd),
+    NW_S("vocab_size", NW_CKPT_I32, shape.vocab_size),
+    NW_S("model_max_seq_len", NW_CKPT_I32, shape.max_seq_len),
+    NW_S("num_params", NW_CKPT_U64, num_params),
+};
+#undef NW_S
+const int nw_ckpt__n_settings =
+    (int)(sizeof nw_ckpt__settings / sizeof nw_ckpt__settings[0]);
+
+/* One transformer block's tensors in model.c's order (NW_LP_*). */
+static const struct {
+  const char *suffix;
+  int d0_mult; /* rows in units of C */
+  int d1_mult; /* columns in units of C, 0 for vectors */
+} nw_ckpt__slots[] = {
+    {"ln_1.weight", 1, 0},        {"ln_1.bias", 1, 0},
+    {"attn.c_attn.weight", 3, 1}, {"attn.c_attn.bias", 3, 0},
+    {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
+    {"ln_2.weight", 1, 0},        {"ln_2.bias", 1, 0},
+    {"mlp.c_fc.weight", 4, 1},    {"mlp.c_fc.bias", 4, 0},
+    {"mlp.c_proj.weight", 1, 4},  {"mlp.c_proj.bias", 1, 0},
+};
+#define NW_CKPT_NSLOTS ((int)(sizeof nw_ckpt__slots / sizeof nw_ckpt__slots[0]))
+
+int nw_ckpt__n_tensors(const nw_model_config *shape) {
+  return 4 + shape->n_layer * NW_CKPT_NSLOTS;
+}
+
+static void nw_ckpt__set(nw_tensor_info *t, const char *name, int d0, int d1) {
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->offset = 0;
+  t->ndim = d1 > 0 ? 2 : 1;
+  t->shape[0] = d0;
+  t->shape[1] = d1 > 0 ? d1 : 0;
+  t->numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+}
+
+void nw_ckpt__expected_tensor(const nw_model_config *shape, int i,
+                              nw_tensor_info *t) {
+  int C = shape->n_embd, L = shape->n_layer;
+  char name[64];
+  if (i == 0) {
+    nw_ckpt__set(t, "transformer.wte.weight", shape->vocab_size, C);
+  } else if (i == 1) {
+    nw_ckpt__set(t, "transformer.wpe.weight", shape->max_seq_len, C);
+  } else if (i < 2 + L * NW_CKPT_NSLOTS) {
+    int l = (i - 2) / NW_CKPT_NSLOTS, s = (i - 2) % NW_CKPT_NSLOTS;
+    snprintf(name, sizeof name, "transformer.h.%d.%s", l,
+             nw_ckpt__slots[s].suffix);
+    nw_ckpt__set(t, name, nw_ckpt__slots[s].d0_mult * C,
+                 nw_ckpt__slots[s].d1_mult * C);
+  } else if (i == 2 + L * NW_CKPT_NSLOTS) {
+    nw_ckpt__set(t, "transformer.ln_f.weight", C, 0);
+  } else {
+    nw_ckpt__set(t, "transformer.ln_f.bias", C, 0);
+  }
+}
+
+int nw_ckpt__shape_ok(const nw_model_config *s) {
+  /* Bounds far beyond any model we train, small enough that 4*C*C and
+   * V*C cannot overflow an int or a size_t. */
+  return s->n_layer >= 1 && s->n_layer <= 10000 && s->n_head >= 1 &&
+         s->n_embd >= 1 && s->n_embd <= 65536 && s->n_embd % s->n_head == 0 &&
+         s->vocab_size >= 1 && s->vocab_size <= 16 * 1024 * 1024 &&
+         s->max_seq_len >= 1 && s->max_seq_len <= 16 * 1024 * 1024;
+}

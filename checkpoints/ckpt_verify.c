@@ -1,0 +1,150 @@
+/* ckpt_verify.c — verification in a forked child under a time limit. HDF5
+ * can hang or crash on a damaged file (HDFGroup/hdf5#1707); the child takes
+ * that risk, the caller only waits, up to the limit, and kills it after. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "ckpt_internal.h"
+#include "error.h"
+
+static double nw_ckpt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The child: one byte of result (0, or -NW_E*), then the message. It never
+ * returns: _exit skips atexit handlers (HDF5's among them) and stdio
+ * buffers inherited from the parent. */
+static void nw_ckpt_child(const char *path, int wfd, pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent)
+    _exit(120);
+  signal(SIGPIPE, SIG_IGN);
+  char msg[1024];
+  msg[0] = 0;
+  int rc = nw_ckpt_verify(path, msg + 1, sizeof msg - 1);
+  msg[0] = (char)(unsigned char)(rc < 0 ? -rc : 0);
+  size_t len = 1 + (rc < 0 ? strlen(msg + 1) : 0);
+  for (size_t done = 0; done < len;) {
+    ssize_t w = write(wfd, msg + done, len - done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    done += (size_t)w;
+  }
+  _exit(rc < 0 ? 1 : 0);
+}
+
+int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
+                            size_t errlen) {
+  const char *base = nw_ckpt__base(path);
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) {
+    snprintf(err, errlen, "%s: pipe: %s", base, strerror(errno));
+    return NW_ESYS;
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errlen, "%s: fork: %s", base, strerror(errno));
+    close(pfd[0]);
+    close(pfd[1]);
+    return NW_ESYS;
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    nw_ckpt_child(path, pfd[1], parent);
+  }
+  close(pfd[1]);
+
+  /* Read the report until EOF (the child's exit closes the pipe) or the
+   * deadline. */
+  double deadline = timeout_s > 0 ? nw_ckpt_now() + timeout_s : 0;
+  char msg[1024];
+  size_t got = 0;
+  int timed_out = 0;
+  for (;;) {
+    int wait_ms = -1;
+    if (timeout_s > 0) {
+      double left = deadline - nw_ckpt_now();
+      if (left <= 0) {
+        timed_out = 1;
+        break;
+      }
+      wait_ms = (int)(left * 1000.0) + 1;
+    }
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    int pr = poll(&p, 1, wait_ms);
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr < 0)
+      break;
+    if (pr == 0)
+      continue; /* the deadline check above decides */
+    ssize_t r = read(pfd[0], msg + got, sizeof msg - 1 - got);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+    if (got == sizeof msg - 1)
+      break;
+  }
+  close(pfd[0]);
+  msg[got] = 0;
+
+  /* Reap: the child has closed its end, so it is exiting; still bounded by
+   * the deadline. */
+  int status = 0, reaped = 0;
+  while (!timed_out) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      reaped = 1;
+      break;
+    }
+    if (w < 0 && errno != EINTR)
+      break; /* ECHILD: reaped elsewhere (SIGCHLD ignored); the pipe says */
+    if (timeout_s > 0 && nw_ckpt_now() >= deadline) {
+      timed_out = 1;
+      break;
+    }
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  if (timed_out) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+      ;
+    snprintf(err, errlen, "%s: verification timed out after %g s", base,
+             timeout_s);
+    return NW_EDATA;
+  }
+  if (reaped && WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    snprintf(err, errlen, "%s: verification crashed: signal %d (%s)", base, sig,
+             strsignal(sig));
+    return NW_EDATA;
+  }
+  if (got == 0) {
+    snprintf(err, errlen, "%s: verifier exited with status %d and no report",
+             base, reaped && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return NW_EDATA;
+  }
+  int code = (unsigned char)msg[0];
+  if (code == 0)
+    return 0;
+  snprintf(err, errlen, "%s", msg + 1);
+  return -code;
+}
