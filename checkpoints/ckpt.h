@@ -53,12 +53,12 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
 /* Reads and verifies a checkpoint into st (allocates; nw_ckpt_free). Every
  * dataset's checksum, shape and the format version are checked: a file
  * that fails is NW_EDATA with err naming the file and the dataset. */
-int nw_ckpt_read(const char *path, nw_ckpt_state *st, char *err,
-                 size_t errlen);
+int nw_ckpt_read(const char *path, nw_ckpt_state *st, char *err, size_t errlen);
 void nw_ckpt_free(nw_ckpt_state *st);
 
 /* Full verification without keeping the data. In-process: use only on a
- * file this process wrote; a damaged file can hang HDF5 (HDFGroup/hdf5#1707). */
+ * file this process wrote; a damaged file can hang HDF5 (HDFGroup/hdf5#1707).
+ */
 int nw_ckpt_verify(const char *path, char *err, size_t errlen);
 
 /* nw_ckpt_verify in a forked child with a time limit: a hang or crash of
@@ -78,8 +78,7 @@ int nw_ckpt_list(const char *run_dir, char (*paths)[NW_PATH_MAX], int max,
 /* The newest checkpoint of RUN_DIR that verifies (isolated); each one that
  * does not is reported through `skipped` (may be NULL) and passed over.
  * NW_ENOTFOUND when none verifies or none exists. */
-typedef void (*nw_ckpt_skip_fn)(void *user, const char *path,
-                                const char *why);
+typedef void (*nw_ckpt_skip_fn)(void *user, const char *path, const char *why);
 int nw_ckpt_find_latest(const char *run_dir, double timeout_s, char *path,
                         size_t len, nw_ckpt_skip_fn skipped, void *user,
                         char *err, size_t errlen);

@@ -41,6 +41,8 @@ static void *nw_ckpt_writer_main(void *arg) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   w->res.rc = nw_ckpt_write(w->res.path, &w->st, w->res.err, sizeof w->res.err);
+  if (w->res.rc == 0 && w->keep > 0)
+    nw_ckpt_retain(w->run_dir, w->keep, w->res.path);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   w->res.seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
   atomic_store(&w->done, 1);
@@ -63,9 +65,12 @@ nw_ckpt_state *nw_ckpt_writer_state(nw_ckpt_writer *w) {
   return &w->st;
 }
 
-int nw_ckpt_writer_start(nw_ckpt_writer *w, const char *path) {
+int nw_ckpt_writer_start(nw_ckpt_writer *w, const char *path,
+                         const char *run_dir, int keep) {
   if (w->running)
     return NW_EBUSY;
+  snprintf(w->run_dir, sizeof w->run_dir, "%s", run_dir);
+  w->keep = keep;
   memset(&w->res, 0, sizeof w->res);
   snprintf(w->res.path, sizeof w->res.path, "%s", path);
   w->res.step = w->st.step;

@@ -34,8 +34,11 @@ int nw_ckpt_writer_busy(nw_ckpt_writer *w);
  * no optimizer state). NULL while a write is in flight. */
 nw_ckpt_state *nw_ckpt_writer_state(nw_ckpt_writer *w);
 
-/* Starts writing the filled state to path on the writer thread. */
-int nw_ckpt_writer_start(nw_ckpt_writer *w, const char *path);
+/* Starts writing the filled state to path on the writer thread; after a
+ * durable write the same thread applies keep-last-N to run_dir (keep > 0),
+ * whose verification of the newest file must not stall training. */
+int nw_ckpt_writer_start(nw_ckpt_writer *w, const char *path,
+                         const char *run_dir, int keep);
 
 /* 1 and the result when a write finished since the last call, else 0. */
 int nw_ckpt_writer_poll(nw_ckpt_writer *w, nw_ckpt_result *res);

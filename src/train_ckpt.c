@@ -66,7 +66,6 @@ static void nw_trainer_checkpoint_done(nw_trainer *t, const nw_ckpt_result *r) {
   }
   t->durable_step = (int)r->step;
   snprintf(t->durable_path, sizeof t->durable_path, "%s", r->path);
-  nw_ckpt_retain(t->cfg.run.dir, t->cfg.checkpoint.keep_last, r->path);
   nw_info("checkpoint step %lld written in %.2fs: %s", r->step, r->seconds,
           r->path);
   nw_status_emit(&t->status,
@@ -91,7 +90,8 @@ static int nw_trainer_checkpoint_start(nw_trainer *t) {
   char path[NW_PATH_MAX];
   nw_ckpt_path(t->cfg.run.dir, t->step, path, sizeof path);
   t->last_ckpt_time = nw_mono();
-  return nw_ckpt_writer_start(t->writer, path);
+  return nw_ckpt_writer_start(t->writer, path, t->cfg.run.dir,
+                              t->cfg.checkpoint.keep_last);
 }
 
 void nw_trainer_checkpoint_tick(nw_trainer *t) {
