@@ -16,8 +16,10 @@ struct nw_ckpt_writer {
   float *buf;       /* (3, num_params): params, exp_avg, exp_avg_sq */
   size_t num_params;
   pthread_t thread;
-  int running;     /* a thread was started and not joined */
-  atomic_int done; /* the thread finished its write */
+  int running;               /* a thread was started and not joined */
+  atomic_int done;           /* the thread finished its write */
+  char run_dir[NW_PATH_MAX]; /* retention after the write */
+  int keep;
   nw_ckpt_result res;
 };
 
