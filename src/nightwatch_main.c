@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli_ckpt.h"
+#include "cli_policy.h"
 #include "exit_codes.h"
 
 static void nw_usage(FILE *f) {
@@ -15,7 +16,8 @@ static void nw_usage(FILE *f) {
       "  ckpt ls RUN_DIR           list the checkpoints of a run\n"
       "  ckpt verify FILE|RUN_DIR  verify checksums (isolated, time-limited)\n"
       "  ckpt inspect FILE         step, settings and tensors of a "
-      "checkpoint\n",
+      "checkpoint\n"
+      "  policy check FILE         list every error of a recovery policy\n",
       f);
 }
 
@@ -30,6 +32,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "ckpt") == 0)
     return nw_cli_ckpt(argc - 1, argv + 1);
+  if (strcmp(argv[1], "policy") == 0)
+    return nw_cli_policy(argc - 1, argv + 1);
   fprintf(stderr, "nightwatch: unknown command '%s'\n", argv[1]);
   nw_usage(stderr);
   return NW_EXIT_USAGE;
