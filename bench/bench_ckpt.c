@@ -25,6 +25,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "mem.h"
 #include "model.h"
 
@@ -75,6 +76,11 @@ int main(int argc, char **argv) {
   char dir[NW_PATH_MAX];
   if (argc > 1 && argv[1][0]) {
     snprintf(dir, sizeof dir, "%s", argv[1]);
+    char err[512];
+    if (nw_mkdir_p(dir, err, sizeof err) < 0) {
+      fprintf(stderr, "%s\n", err);
+      return 1;
+    }
   } else {
     snprintf(dir, sizeof dir, "/tmp/nwbench-ckpt-XXXXXX");
     if (!mkdtemp(dir)) {

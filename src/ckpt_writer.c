@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "host_alloc.h"
 
 struct nw_ckpt_writer {
   nw_ckpt_state st; /* filled by the trainer, read by the thread */
@@ -28,7 +29,7 @@ int nw_ckpt_writer_create(nw_ckpt_writer **out, size_t num_params) {
   nw_ckpt_writer *w = calloc(1, sizeof *w);
   if (!w)
     return NW_EHOSTMEM;
-  w->buf = malloc(3 * num_params * sizeof(float));
+  w->buf = nw_host_alloc(3 * num_params * sizeof(float));
   if (!w->buf) {
     free(w);
     return NW_EHOSTMEM;

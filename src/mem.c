@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "host_alloc.h"
 
 /* Header in front of every block; 64 bytes keep the payload aligned for
  * AVX-512 loads. */
@@ -136,7 +137,7 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
       nw_mem_evict_largest(m);
     if (nw_mem_reserve(m, want) < 0)
       goto fail;
-    b = aligned_alloc(64, sizeof(nw_block) + want);
+    b = nw_host_alloc(sizeof(nw_block) + want);
     if (!b) {
       if (m->dev.release)
         m->dev.release(m->dev.ctx, want);
