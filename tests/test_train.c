@@ -141,10 +141,15 @@ static void test_learning(void **state) {
   nw_trainer_destroy(t);
 }
 
+/* Runs the trainer in a fresh run directory of its own (a run directory
+ * with checkpoints would be resumed) with up to three arguments. */
 static int run_train(char *out, size_t len, const char *a1, const char *a2,
                      const char *a3) {
-  char *argv[] = {(char *)NW_TRAIN_BIN, (char *)a1, (char *)a2, (char *)a3,
-                  NULL};
+  char dir[256], dirset[300];
+  nw_test_tmpdir(dir, sizeof dir, "train");
+  snprintf(dirset, sizeof dirset, "--set=run.dir=%s", dir);
+  char *argv[] = {(char *)NW_TRAIN_BIN, dirset,     (char *)a1,
+                  (char *)a2,           (char *)a3, NULL};
   return nw_test_run_cmd(argv, out, len);
 }
 
