@@ -389,6 +389,34 @@ static void test_ckpt_cli(void **state) {
   assert_null(strstr(out, "ckpt-0000000003.h5 at step 3"));
 }
 
+/* A checkpoint that cannot be written (the documented test-only switch
+ * makes every write fail midway, as a full disk does) is reported in the
+ * status lines and leaves nothing behind, and training goes on; the run's
+ * end, which has no checkpoint to show for it, is a failure. */
+static void test_failed_writes_do_not_stop_training(void **state) {
+  (void)state;
+  char dir[256];
+  nw_test_tmpdir(dir, sizeof dir, "diskfull");
+  const char *run[] = {"--set=train.steps=6", "--set=checkpoint.every=2", NULL};
+  setenv("NIGHTWATCH_TEST_CKPT_FAIL", "write", 1);
+  trainer_proc p;
+  trainer_start(&p, dir, run);
+  unsetenv("NIGHTWATCH_TEST_CKPT_FAIL");
+  assert_true(trainer_wait_line(&p, "\"event\":\"checkpoint_error\"", 2));
+  assert_true(trainer_wait_line(&p, "\"event\":\"step\"", 6));
+  assert_int_equal(trainer_finish(&p), NW_EXIT_FAILURE);
+  char sub[320];
+  snprintf(sub, sizeof sub, "%s/%s", dir, NW_CKPT_SUBDIR);
+  char paths[4][NW_PATH_MAX];
+  int n = -1;
+  char err[256];
+  assert_int_equal(nw_ckpt_list(dir, paths, 4, &n, err, sizeof err), 0);
+  assert_int_equal(n, 0);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "ls %s | grep -q tmp", sub);
+  assert_int_not_equal(system(cmd), 0); /* no temporary left */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact_resume_after_sigkill),
@@ -396,6 +424,7 @@ int main(void) {
       cmocka_unit_test(test_shape_mismatch_refused),
       cmocka_unit_test(test_zero_lost_steps),
       cmocka_unit_test(test_ckpt_cli),
+      cmocka_unit_test(test_failed_writes_do_not_stop_training),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
