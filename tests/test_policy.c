@@ -37,28 +37,12 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
   (void)state;
-  DIR *d = opendir(g_dir);
-  if (!d)
-    return -1;
-  struct dirent *e;
-  char path[1024];
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  return rmdir(g_dir);
+  return nw_test_rmdir_flat(g_dir);
 }
 
 static void write_file(const char *name, const char *text, char *path,
                        size_t len) {
-  snprintf(path, len, "%s/%s", g_dir, name);
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-  assert_int_equal(fclose(f), 0);
+  nw_test_write_text(g_dir, name, text, path, len);
 }
 
 static void shipped(const char *name, char *path, size_t len) {

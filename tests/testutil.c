@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,33 @@ void nw_test_tmpdir(char *buf, size_t len, const char *tag) {
   snprintf(buf, len, "%s/nwtest-%s-XXXXXX", base, tag);
   if (!mkdtemp(buf)) {
     fprintf(stderr, "mkdtemp %s: %s\n", buf, strerror(errno));
+    abort();
+  }
+}
+
+int nw_test_rmdir_flat(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return -1;
+  struct dirent *e;
+  char path[1024];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  return rmdir(dir);
+}
+
+void nw_test_write_text(const char *dir, const char *name, const char *text,
+                        char *path, size_t len) {
+  snprintf(path, len, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  size_t n = strlen(text);
+  if (!f || fwrite(text, 1, n, f) != n || fclose(f) != 0) {
+    fprintf(stderr, "write %s: %s\n", path, strerror(errno));
     abort();
   }
 }

@@ -1,5 +1,6 @@
 /* testutil.h — helpers shared by the test binaries.
- * defines: nw_test_tmpdir, nw_test_rel_diff, nw_test_run_cmd */
+ * defines: nw_test_tmpdir, nw_test_rmdir_flat, nw_test_write_text,
+ *          nw_test_rel_diff, nw_test_run_cmd */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -8,6 +9,14 @@
 /* Creates a fresh directory under $TMPDIR (or /tmp) and returns its path in
  * buf. Aborts the test process on failure. */
 void nw_test_tmpdir(char *buf, size_t len, const char *tag);
+
+/* Removes the files of dir (not subdirectories) and dir itself; 0 or -1. */
+int nw_test_rmdir_flat(const char *dir);
+
+/* Writes text to dir/name and returns that path in path. Aborts the test
+ * process when it cannot. */
+void nw_test_write_text(const char *dir, const char *name, const char *text,
+                        char *path, size_t len);
 
 /* max_i |a_i - b_i| / max(max_i |b_i|, tiny): one relative error for a
  * whole tensor. */
