@@ -172,6 +172,13 @@ static const nw__cfg_key nw__cfg_keys[] = {
     NW__SIZE(device, memory, "0",
              "device memory cap in bytes (suffix B, KB, MB, GB, TB, KiB, MiB, "
              "GiB, TiB allowed); 0 = unlimited"),
+
+    NW__DBL(supervisor, hang_timeout, "300", 0.1, 1e7, 0,
+            "nightwatch run: seconds without a status line from the trainer "
+            "before it counts as hung (SIGTERM, grace, SIGKILL, restart)"),
+    NW__DBL(supervisor, kill_grace, "30", 0, 3600, 0,
+            "nightwatch run: seconds between SIGTERM and SIGKILL when the "
+            "supervisor stops a trainer"),
 };
 
 #define NW__CFG_NKEYS (sizeof nw__cfg_keys / sizeof nw__cfg_keys[0])

@@ -88,6 +88,11 @@ typedef struct {
 } nw_device_config;
 
 typedef struct {
+  double hang_timeout; /* seconds without a status line: the trainer hangs */
+  double kill_grace;   /* seconds from SIGTERM to SIGKILL */
+} nw_supervisor_config;
+
+typedef struct {
   nw_model_config model;
   nw_data_config data;
   nw_batch_config batch;
@@ -96,6 +101,7 @@ typedef struct {
   nw_checkpoint_config checkpoint;
   nw_run_config run;
   nw_device_config device;
+  nw_supervisor_config supervisor; /* read by `nightwatch run` only */
 } nw_config;
 
 /* Fills every key with its default: the embedded default run. */

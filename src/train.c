@@ -11,6 +11,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
+#include "run_id.h"
 
 static double nw_now(void) {
   struct timespec ts;
@@ -18,33 +19,9 @@ static double nw_now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The run id: every process of one run shares it, so a second trainer of
- * the same run on the same device is provably a duplicate. */
+/* The run id: every process of one run shares it (run_id.h). */
 static int nw_trainer_run_id(nw_trainer *t, char *err, size_t errlen) {
-  const char *env = getenv("NIGHTWATCH_RUN_ID");
-  const char *id = t->cfg.run.id[0] ? t->cfg.run.id : env;
-  if (id && *id) {
-    if (strlen(id) >= sizeof t->run_id) {
-      snprintf(err, errlen, "run.id: \"%s\" is longer than %zu bytes", id,
-               sizeof t->run_id - 1);
-      return NW_ECONFIG;
-    }
-    snprintf(t->run_id, sizeof t->run_id, "%s", id);
-    return 0;
-  }
-  char abs[4096];
-  if (!realpath(t->cfg.run.dir, abs)) {
-    snprintf(err, errlen, "run.dir: %s: cannot resolve", t->cfg.run.dir);
-    return NW_EIO;
-  }
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (const char *p = abs; *p; p++)
-    h = (h ^ (unsigned char)*p) * 1099511628211ull;
-  const char *base = strrchr(abs, '/');
-  base = base && base[1] ? base + 1 : abs;
-  snprintf(t->run_id, sizeof t->run_id, "%.40s-%08x", base,
-           (unsigned)(h ^ (h >> 32)));
-  return 0;
+  return nw_run_id(&t->cfg, t->run_id, sizeof t->run_id, err, errlen);
 }
 
 static int nw_vdev_reserve_hook(void *ctx, uint64_t bytes) {

@@ -113,7 +113,10 @@ static const char all_keys_conf[] =
     "[device]\n"
     "type = auto\n"
     "name = gpu-box_7\n"
-    "memory = 80GiB\n";
+    "memory = 80GiB\n"
+    "[supervisor]\n"
+    "hang_timeout = 2.5\n"
+    "kill_grace = 7\n";
 
 static char *dump_alloc(const nw_config *cfg) {
   size_t need = nw_config_dump(cfg, NULL, 0);
@@ -209,7 +212,7 @@ static void test_every_key_round_trips(void **state) {
     if (!strcmp(la, ld))
       fail_msg("all_keys_conf leaves a key at its default: %s", la);
   }
-  assert_int_equal(keys, 44);
+  assert_int_equal(keys, 46);
   free(text);
   free(deftext);
 
