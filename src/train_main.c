@@ -69,8 +69,9 @@ int main(int argc, char **argv) {
   nw_config_defaults(&cfg);
   char err[1024] = "";
   const char *config_path = NULL;
-  int estimate = 0, device_ps = 0, rc;
+  int estimate = 0, device_ps = 0, rc, nsets = 0;
   const char *resume = "auto";
+  const char *sets[argc]; /* --set values, applied after the file */
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--estimate") == 0) {
       estimate = 1;
@@ -97,15 +98,15 @@ int main(int argc, char **argv) {
       return NW_EXIT_FINISHED;
     }
     if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
-      const char *kv = argv[i][5] == '=' ? argv[i] + 6 : NULL;
-      if (!kv) {
-        if (i + 1 >= argc) {
-          nw_error("--set needs section.key=value");
-          return NW_EXIT_USAGE;
-        }
-        kv = argv[++i];
+      if (argv[i][5] == '=') {
+        sets[nsets++] = argv[i] + 6;
+      } else if (i + 1 < argc) {
+        sets[nsets++] = argv[++i];
+      } else {
+        nw_error("--set needs section.key=value");
+        return NW_EXIT_USAGE;
       }
-      continue; /* applied after the file, whatever the order */
+      continue;
     }
     if (argv[i][0] == '-') {
       nw_error("unknown option %s", argv[i]);
@@ -122,17 +123,11 @@ int main(int argc, char **argv) {
     nw_error("%s", err);
     return NW_EXIT_CONFIG;
   }
-  for (int i = 1; i < argc; i++) {
-    const char *kv = NULL;
-    if (strcmp(argv[i], "--set") == 0)
-      kv = argv[++i];
-    else if (strncmp(argv[i], "--set=", 6) == 0)
-      kv = argv[i] + 6;
-    if (kv && nw_config_set(&cfg, kv, err, sizeof err) < 0) {
+  for (int i = 0; i < nsets; i++)
+    if (nw_config_set(&cfg, sets[i], err, sizeof err) < 0) {
       nw_error("%s", err);
       return NW_EXIT_CONFIG;
     }
-  }
   if (nw_config_validate(&cfg, err, sizeof err) < 0) {
     nw_error("%s%s%s", config_path ? config_path : "", config_path ? ": " : "",
              err);
