@@ -1,5 +1,7 @@
 /* nightwatch_main.c — the supervisor and tools.
  *
+ *   nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR] [--set k=v] [-- CMD]
+ *   nightwatch ledger RUN_DIR | status RUN_DIR [--json]
  *   nightwatch ckpt ls|verify|inspect ...
  *
  * The supervisor never initialises CUDA: it must survive a sick driver. */
@@ -7,12 +9,18 @@
 #include <string.h>
 
 #include "cli_ckpt.h"
+#include "cli_ledger.h"
 #include "cli_policy.h"
+#include "cli_run.h"
 #include "exit_codes.h"
 
 static void nw_usage(FILE *f) {
   fputs(
       "usage: nightwatch COMMAND ...\n"
+      "  run [CONFIG] [--policy FILE] [--run-dir DIR] [--set K=V] [-- CMD]\n"
+      "                            supervise a trainer (docs/supervisor.md)\n"
+      "  status RUN_DIR [--json]   latest step, settings and recoveries\n"
+      "  ledger RUN_DIR            the recovery ledger as a table\n"
       "  ckpt ls RUN_DIR           list the checkpoints of a run\n"
       "  ckpt verify FILE|RUN_DIR  verify checksums (isolated, time-limited)\n"
       "  ckpt inspect FILE         step, settings and tensors of a "
@@ -30,6 +38,12 @@ int main(int argc, char **argv) {
     nw_usage(stdout);
     return 0;
   }
+  if (strcmp(argv[1], "run") == 0)
+    return nw_cli_run(argc - 1, argv + 1);
+  if (strcmp(argv[1], "ledger") == 0)
+    return nw_cli_ledger(argc - 1, argv + 1);
+  if (strcmp(argv[1], "status") == 0)
+    return nw_cli_status(argc - 1, argv + 1);
   if (strcmp(argv[1], "ckpt") == 0)
     return nw_cli_ckpt(argc - 1, argv + 1);
   if (strcmp(argv[1], "policy") == 0)

@@ -1,0 +1,88 @@
+/* supervisor_internal.h — the supervisor's state, shared by its files:
+ * supervisor.c (loop, states, status lines) and sup_recover.c (what a
+ * trainer's exit means and what to do about it). Not a public API.
+ * defines: nw_sup, nw_sup_stop_reason, nw_sup_* internals */
+#ifndef NW_SUPERVISOR_INTERNAL_H
+#define NW_SUPERVISOR_INTERNAL_H
+
+#include <stdint.h>
+
+#include "classify.h"
+#include "ledger.h"
+#include "policy.h"
+#include "sup_child.h"
+#include "supervisor.h"
+
+typedef enum {
+  NW_SUP_STOP_NONE,
+  NW_SUP_STOP_REQUESTED, /* SIGTERM/SIGINT to the supervisor */
+  NW_SUP_STOP_HANG,      /* no heartbeat for hang_timeout */
+} nw_sup_stop_reason;
+
+#define NW_SUP_MAX_KILL NW_CLASSIFY_MAX_PIDS
+
+typedef struct {
+  const nw_sup_options *opt;
+  nw_config cfg;    /* settings in force: recovery changes them */
+  nw_policy policy; /* SIGHUP swaps it only when the new file is good */
+  nw_recovery_history hist;
+  char run_id[NW_RUN_ID_MAX];
+  nw_sup_state state;
+  nw_sup_stop_reason stop_reason;
+  int exit_code; /* for the terminal states */
+
+  int sigfd;
+  nw_ledger ledger;
+
+  /* the trainer */
+  nw_child child;     /* pid 0: none */
+  int starts;         /* trainers started */
+  double spawn_t;     /* monotonic time of the fork */
+  double last_line_t; /* of the last status line */
+  double deadline;    /* of the current state; 0: none */
+  char line[16384];   /* partial status line */
+  size_t line_len;
+  char err_tail[128]; /* end of the foreign trainer's stderr, for matches */
+  int stderr_oom;     /* it printed an out-of-memory message */
+  int seen_stop, seen_finish, seen_oom;
+  uint64_t oom_kill_before; /* cgroup counter at the fork */
+  int oom_kill_known;
+
+  /* progress, from status lines */
+  int step, start_step, total_steps;
+  double loss;
+  int micro, accum, seq_len;
+  double last_status_write;
+  int recoveries;
+
+  /* the failure being recovered, until the first step of the new trainer */
+  int pending_resume;
+  double fail_t;   /* when the failure was seen */
+  int failed_step; /* steps completed when it failed */
+  double start_line_t, resume_line_t;
+  int resume_step; /* -1: no resume line */
+
+  /* BACKOFF / WAITING_FOREIGN */
+  double restart_at;
+  int kill_pidfd[NW_SUP_MAX_KILL], kill_pid[NW_SUP_MAX_KILL], n_kill;
+  double kill_deadline; /* SIGKILL what is left; 0: sent */
+  double foreign_until;
+  int foreign_pids[NW_CLASSIFY_MAX_PIDS], n_foreign;
+} nw_sup;
+
+double nw_sup_now(void);
+void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline);
+/* Appends to the ledger; a failing ledger is logged, never fatal. */
+void nw_sup_ledger(nw_sup *s, json_t *entry);
+
+/* sup_recover.c */
+/* The trainer exited with wait status wstatus: the next state. */
+void nw_sup_on_exit(nw_sup *s, int wstatus);
+/* A duplicate's pidfd became readable, or the kill deadline passed. */
+void nw_sup_kill_poll(nw_sup *s, double now);
+/* WAITING_FOREIGN's deadline: re-check the device, alert, go to BACKOFF. */
+void nw_sup_foreign_recheck(nw_sup *s, double now);
+/* cgroup memory oom_kill counter (v2 memory.events or v1 oom_control). */
+int nw_sup_oom_kill_count(uint64_t *out);
+
+#endif
