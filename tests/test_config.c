@@ -94,7 +94,7 @@ static const char all_keys_conf[] =
     "grad_clip = 0.3333333333333333\n"
     "seed = 7\n"
     "threads = 12\n"
-    "log_every = 1\n"
+    "log_every = 5\n"
     "[eval]\n"
     "every = 250\n"
     "batches = 20\n"
