@@ -422,8 +422,13 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
   json_t *before = nw_ledger_settings(&s->cfg);
   s->cfg = d.after;
   s->recoveries++;
-  s->pending_resume = 1;
-  s->fail_t = now;
+  if (!s->pending_resume) {
+    /* A chain of failures before a step (micro 32 -> 16 -> 8) is one
+     * outage: "resumed" measures from its first failure. */
+    s->pending_resume = 1;
+    s->fail_t = now;
+    s->resume_failed_step = s->failed_step;
+  }
   nw_info("recovery %d: %s %s (%s); restart in %.1f s", s->recoveries,
           cause_name, nw_action_name(d.action), d.summary, d.backoff_seconds);
   nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:i, s:f, "

@@ -250,8 +250,8 @@ static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
       json_t *e = json_pack(
           "{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "event",
           "resumed", "pid", (int)s->child.pid, "step", s->step, "resumed_from",
-          from, "failed_step", s->failed_step, "steps_lost",
-          s->failed_step - from, "seconds_to_recover", now - s->fail_t,
+          from, "failed_step", s->resume_failed_step, "steps_lost",
+          s->resume_failed_step - from, "seconds_to_recover", now - s->fail_t,
           "backoff_s", s->spawn_t - s->fail_t, "process_start_s",
           s->start_line_t > 0 ? s->start_line_t - s->spawn_t : -1.0,
           "first_step_s", now - s->spawn_t);
@@ -259,7 +259,7 @@ static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
         json_object_set_new(e, "checkpoint_load_s",
                             json_real(s->resume_line_t - s->spawn_t));
       nw_info("resumed: step %d, %d steps lost, %.2f s from the failure",
-              s->step, s->failed_step - from, now - s->fail_t);
+              s->step, s->resume_failed_step - from, now - s->fail_t);
       nw_sup_ledger(s, e);
     }
   } else if (!strcmp(ev, "stop")) {

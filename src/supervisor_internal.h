@@ -57,8 +57,9 @@ typedef struct {
 
   /* the failure being recovered, until the first step of the new trainer */
   int pending_resume;
-  double fail_t;   /* when the failure was seen */
-  int failed_step; /* steps completed when it failed */
+  double fail_t;          /* when the failure was seen */
+  int failed_step;        /* steps completed when it failed */
+  int resume_failed_step; /* that of the first failure of the outage */
   double start_line_t, resume_line_t;
   int resume_step; /* -1: no resume line */
 
