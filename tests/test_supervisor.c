@@ -658,6 +658,103 @@ static void test_foreign_waited_for(void **state) {
   case_fini(&c);
 }
 
+/* SIGHUP reloads the policy: a malformed file is reported with FILE:LINE
+ * and the old policy stays; a good one replaces it. */
+static void test_sighup_reload(void **state) {
+  (void)state;
+  sup_case c;
+  case_init(&c, "hup");
+  char pol[512];
+  nw_test_write_text(c.dir, "p.conf", "[unknown]\nactions = restart\n", pol,
+                     sizeof pol);
+  const char *extra[] = {"--policy", pol, "--set", "train.steps=1000000", NULL};
+  c.sup = sup_start(&c, extra);
+  int tpid;
+  wait_step(&c, 1, 20, &tpid);
+  nw_test_write_text(c.dir, "p.conf", "[unknown]\nactions = dance\n", pol,
+                     sizeof pol);
+  kill(c.sup, SIGHUP);
+  json_t *a = wait_event(&c, "reload", 1, 10);
+  assert_false(json_is_true(json_object_get(find(a, "reload", 0), "ok")));
+  json_decref(a);
+  char l2[600];
+  snprintf(l2, sizeof l2, "%s:2:", pol);
+  assert_true(log_has(&c, l2));
+  nw_test_write_text(c.dir, "p.conf", "[unknown]\nactions = give-up\n", pol,
+                     sizeof pol);
+  kill(c.sup, SIGHUP);
+  a = wait_event(&c, "reload", 2, 10);
+  assert_true(json_is_true(json_object_get(find(a, "reload", 1), "ok")));
+  json_decref(a);
+  /* the new policy is in force: a crash now gives up at once */
+  assert_int_equal(kill(tpid, SIGKILL), 0);
+  assert_int_equal(sup_wait(&c, 20), 1);
+  a = ledger(&c);
+  json_t *crash = find(a, "crash", 0);
+  assert_non_null(crash);
+  assert_int_equal(geti(crash, "signal"), SIGKILL);
+  assert_non_null(strstr(gets_(crash, "evidence"), "signal"));
+  assert_non_null(find(a, "give-up", 0));
+  json_decref(a);
+  case_fini(&c);
+}
+
+/* A foreign command: the environment contract, an OOM message on its
+ * stderr (no report: cause unknown), the [unknown] chain, give-up; and a
+ * command that cannot be executed is a config error. */
+static void test_foreign_command(void **state) {
+  (void)state;
+  sup_case c;
+  case_init(&c, "cmd");
+  char pol[512];
+  nw_test_write_text(c.dir, "p.conf",
+                     "[unknown]\nactions = restart\n[limits]\n"
+                     "max_recoveries = 1\nbackoff_initial_seconds = 0\n"
+                     "min_start_interval_seconds = 0\n",
+                     pol, sizeof pol);
+  const char *extra[] = {
+      "--policy",
+      pol,
+      "--",
+      "/bin/sh",
+      "-c",
+      "echo \"$NIGHTWATCH_MICRO_BATCH $NIGHTWATCH_ACCUMULATION "
+      "${NOTIFY_SOCKET:-none} $NIGHTWATCH_RUN_ID\" >> "
+      "\"$NIGHTWATCH_RUN_DIR/env.txt\"; "
+      "echo 'RuntimeError: CUDA out of memory. Tried to allocate 2 GiB' >&2; "
+      "exit 1",
+      NULL};
+  setenv("NOTIFY_SOCKET", "/run/should-not-pass", 1);
+  c.sup = sup_start(&c, extra);
+  unsetenv("NOTIFY_SOCKET");
+  int rc = sup_wait(&c, 20);
+  if (rc != 1)
+    dump_log(&c);
+  assert_int_equal(rc, 1);
+  json_t *a = ledger(&c);
+  assert_int_equal(count(a, "oom"), 2);
+  assert_string_equal(gets_(find(a, "oom", 0), "cause"), "unknown");
+  assert_int_equal(count(a, "recovery"), 1);
+  assert_non_null(find(a, "give-up", 0));
+  const char *rid = gets_(find(a, "start", 0), "run_id");
+  char want[160], p[512];
+  snprintf(want, sizeof want, "8 4 none %s\n8 4 none %s\n", rid, rid);
+  snprintf(p, sizeof p, "%s/env.txt", c.dir);
+  char *env = read_file(p);
+  assert_string_equal(env, want);
+  free(env);
+  json_decref(a);
+  assert_true(log_has(&c, "CUDA out of memory")); /* teed to our stderr */
+
+  const char *bad[] = {"--", "/nonexistent/trainer", NULL};
+  c.sup = sup_start(&c, bad);
+  assert_int_equal(sup_wait(&c, 10), 78);
+  a = ledger(&c);
+  assert_non_null(find(a, "config-error", 0));
+  json_decref(a);
+  case_fini(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_activation_recovery),
@@ -668,6 +765,8 @@ int main(void) {
       cmocka_unit_test(test_give_up),
       cmocka_unit_test(test_duplicate_killed),
       cmocka_unit_test(test_foreign_waited_for),
+      cmocka_unit_test(test_sighup_reload),
+      cmocka_unit_test(test_foreign_command),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
