@@ -181,6 +181,12 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   t->stop_requested = &nw_stop_requested;
   rc = nw_trainer_resume(t, resume, err, sizeof err);
+  if (rc == NW_ENOMEM) {
+    /* the device could not take the checkpoint's optimizer state: an OOM
+     * at init, to classify and recover like any other */
+    nw_error("%s", err);
+    return nw_exit_oom(t);
+  }
   if (rc < 0) {
     nw_error("%s", err);
     nw_trainer_destroy(t);

@@ -417,6 +417,67 @@ static void test_failed_writes_do_not_stop_training(void **state) {
   assert_int_not_equal(system(cmd), 0); /* no temporary left */
 }
 
+/* Loading a checkpoint's optimizer state onto a device another process has
+ * filled is an OOM at init (exit 75 and a report), not a config error: the
+ * supervisor must be able to recover it. */
+static void test_oom_while_loading(void **state) {
+  (void)state;
+  char dir[256], dev[64], devset[128], memset_[64], out[1 << 15];
+  nw_test_tmpdir(dir, sizeof dir, "loadoom");
+  snprintf(dev, sizeof dev, "nwr-%d-load", (int)getpid());
+  snprintf(devset, sizeof devset, "--set=device.name=%s", dev);
+  const char *run[] = {"--set=train.steps=2", NULL};
+  trainer_proc p;
+  trainer_start(&p, dir, run);
+  assert_true(trainer_wait_line(&p, "\"event\":\"finish\"", -1));
+  assert_int_equal(trainer_finish(&p), 0);
+
+  nw_config cfg;
+  nw_config_defaults(&cfg);
+  cfg.model.n_layer = 2;
+  cfg.model.n_embd = 64;
+  nw_estimate st;
+  nw_estimate_static(&cfg, &st);
+  uint64_t cap = st.total * 2;
+  snprintf(memset_, sizeof memset_, "--set=device.memory=%llu",
+           (unsigned long long)cap);
+  /* another run holds all but the parameters, gradients and half the
+   * moments */
+  nw_vdev *other;
+  char err[256];
+  assert_int_equal(nw_vdev_open(&other, dev, cap, "other-run", err, sizeof err),
+                   0);
+  uint64_t hold = cap - st.bytes[NW_MEM_PARAMS] - st.bytes[NW_MEM_GRADS] -
+                  st.bytes[NW_MEM_OPTIMIZER] / 2;
+  assert_int_equal(nw_vdev_reserve(other, hold), 0);
+  char dirset[320];
+  snprintf(dirset, sizeof dirset, "--set=run.dir=%s", dir);
+  char *argv[] = {(char *)NW_TRAIN_BIN,
+                  dirset,
+                  devset,
+                  memset_,
+                  "--set=model.n_layer=2",
+                  "--set=model.n_embd=64",
+                  "--set=model.n_head=4",
+                  "--set=eval.every=0",
+                  "--set=train.steps=4",
+                  "--set=data.long_fraction=0.05",
+                  "--set=data.long_max_digits=10",
+                  "--set=train.warmup_steps=5",
+                  NULL};
+  assert_int_equal(nw_test_run_cmd(argv, out, sizeof out), NW_EXIT_OOM);
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, NW_OOM_REPORT_FILE);
+  nw_oom_report rep;
+  if (nw_oom_report_read(path, &rep, err, sizeof err) < 0)
+    fail_msg("%s", err);
+  assert_int_equal(rep.phase, NW_PHASE_INIT);
+  assert_int_equal(rep.requested_category, NW_MEM_OPTIMIZER);
+  assert_int_equal(rep.n_procs, 1);
+  nw_vdev_close(other);
+  nw_vdev_unlink(dev);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact_resume_after_sigkill),
@@ -425,6 +486,7 @@ int main(void) {
       cmocka_unit_test(test_zero_lost_steps),
       cmocka_unit_test(test_ckpt_cli),
       cmocka_unit_test(test_failed_writes_do_not_stop_training),
+      cmocka_unit_test(test_oom_while_loading),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
