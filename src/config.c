@@ -133,8 +133,7 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "global gradient-norm clip; 0 = off"),
     NW__U64(train, seed, "42", "parameter initialisation seed"),
     NW__INT(train, threads, "0", 0, 1024, "OpenMP/BLAS threads; 0 = all cores"),
-    NW__INT(train, log_every, "1", 1, NW__BIG,
-            "a progress line every N steps"),
+    NW__INT(train, log_every, "1", 1, NW__BIG, "a progress line every N steps"),
 
     NW__INT(eval, every, "200", 0, INT_MAX,
             "evaluate every N steps; 0 = never"),
