@@ -1,8 +1,8 @@
 /* nightwatch_main.c — the supervisor and tools.
  *
- *   nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR] [--set k=v] [-- CMD]
- *   nightwatch ledger RUN_DIR | status RUN_DIR [--json]
- *   nightwatch ckpt ls|verify|inspect ...
+ *   nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR] [--set k=v] [--
+ * CMD] nightwatch ledger RUN_DIR | status RUN_DIR [--json] nightwatch ckpt
+ * ls|verify|inspect ...
  *
  * The supervisor never initialises CUDA: it must survive a sick driver. */
 #include <stdio.h>
