@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli_ckpt.h"
+#include "cli_demo.h"
 #include "cli_ledger.h"
 #include "cli_policy.h"
 #include "cli_run.h"
@@ -25,7 +26,10 @@ static void nw_usage(FILE *f) {
       "  ckpt verify FILE|RUN_DIR  verify checksums (isolated, time-limited)\n"
       "  ckpt inspect FILE         step, settings and tensors of a "
       "checkpoint\n"
-      "  policy check FILE         list every error of a recovery policy\n",
+      "  policy check FILE         list every error of a recovery policy\n"
+      "  demo [--quick] [--dir DIR]\n"
+      "                            fault drill: the four OOM causes, "
+      "recovered\n",
       f);
 }
 
@@ -46,6 +50,8 @@ int main(int argc, char **argv) {
     return nw_cli_status(argc - 1, argv + 1);
   if (strcmp(argv[1], "ckpt") == 0)
     return nw_cli_ckpt(argc - 1, argv + 1);
+  if (strcmp(argv[1], "demo") == 0)
+    return nw_cli_demo(argc - 1, argv + 1);
   if (strcmp(argv[1], "policy") == 0)
     return nw_cli_policy(argc - 1, argv + 1);
   fprintf(stderr, "nightwatch: unknown command '%s'\n", argv[1]);
