@@ -295,11 +295,31 @@ static double nw_demo_loss(const nw_demo_run *r) {
   return loss;
 }
 
+/* The evidence, shortened to at most max characters: where it failed
+ * ("train-backward, step 1") and its last sentence, which says why. */
 static void nw_demo_short(const char *in, char *out, size_t len, size_t max) {
-  if (strlen(in) <= max || max < 4)
-    snprintf(out, len, "%s", in);
+  char where[96] = "", why[512];
+  const char *p = strstr(in, "Out of memory in ");
+  const char *colon = strchr(in, ':');
+  if (p == in && colon) {
+    const char *phase = in + strlen("Out of memory in ");
+    const char *after = strstr(phase, " after step ");
+    if (after && after < colon)
+      nw_demo_fmt(where, sizeof where,
+                  "%.*s, step %.*s: ", (int)(after - phase), phase,
+                  (int)(colon - after - strlen(" after step ")),
+                  after + strlen(" after step "));
+  }
+  /* the last sentence: after the last ". " that is not the end */
+  const char *last = in;
+  for (const char *q = strstr(in, ". "); q; q = strstr(q + 2, ". "))
+    if (q[2])
+      last = q + 2;
+  nw_demo_fmt(why, sizeof why, "%s%s", where, last);
+  if (strlen(why) <= max || max < 4)
+    nw_demo_fmt(out, len, "%s", why);
   else
-    snprintf(out, len, "%.*s...", (int)(max - 3), in);
+    nw_demo_fmt(out, len, "%.*s...", (int)(max - 3), why);
 }
 
 /* ---- the runs ---- */
@@ -335,8 +355,8 @@ static void nw_demo_plan(nw_demo_run *runs, const char *dir, int steps,
   static const char *const stories[NW_DEMO_N] = {
       "the embedded defaults",
       "batch.micro=32 on a device sized for micro-batch 8",
-      "data.long_fraction=0.05: a rare long problem on a device sized for "
-      "typical ones",
+      "data.long_fraction=0.02, data.long_max_digits=48: a rare long "
+      "problem on a device sized for typical ones",
       "evaluations that keep their kv-cache (eval.release_cache=false)",
       "a stale nightwatch-train of the same run id left on the device"};
   for (int i = 0; i < NW_DEMO_N; i++) {
@@ -367,13 +387,15 @@ static void nw_demo_plan(nw_demo_run *runs, const char *dir, int steps,
   nw_demo_memory(&runs[NW_DEMO_ACT], (fits.total + big.total) / 2.0);
   nw_demo_set(&runs[NW_DEMO_ACT], "batch.micro=32");
 
-  /* sequence-length: micro-batch 8 fits at typical lengths, not with a
-   * problem of long operands in it */
+  /* sequence-length: micro-batch 8 fits at every length up to 72 tokens
+   * (three quarters of the model's 96: the policy's first cut), not with
+   * a problem of up to 48-digit operands in it, which pads it to 96 */
   nw_estimate typical, longest;
-  nw_estimate_train(&cfg, 8, 16, 0, &typical);
-  nw_estimate_train(&cfg, 8, 60, 0, &longest);
+  nw_estimate_train(&cfg, 8, 72, 0, &typical);
+  nw_estimate_train(&cfg, 8, cfg.model.max_seq_len, 0, &longest);
   nw_demo_memory(&runs[NW_DEMO_SEQ], (typical.total + longest.total) / 2.0);
-  nw_demo_set(&runs[NW_DEMO_SEQ], "data.long_fraction=0.05");
+  nw_demo_set(&runs[NW_DEMO_SEQ], "data.long_fraction=0.02");
+  nw_demo_set(&runs[NW_DEMO_SEQ], "data.long_max_digits=48");
 
   /* eval-cache: training fits, and so does the first evaluation; training
    * beside the kv-cache the evaluation keeps does not */
@@ -466,7 +488,7 @@ static int nw_demo_stale(const char *exe, const nw_demo_run *r, const char *dir,
 }
 
 static void nw_demo_rule(void) {
-  for (int i = 0; i < 150; i++)
+  for (int i = 0; i < 160; i++)
     putchar('-');
   putchar('\n');
 }
@@ -557,18 +579,18 @@ int nw_cli_demo(int argc, char **argv) {
   if (runs[NW_DEMO_BASE].exit_code != 0 || !base.finished)
     ok = 0;
   nw_demo_free(&base);
-  printf("\n%-17s %-44s %-24s %-34s %5s %8s %s\n", "CAUSE", "EVIDENCE",
+  printf("\n%-17s %-60s %-22s %-30s %4s %8s %s\n", "CAUSE", "EVIDENCE",
          "ACTION", "SETTINGS BEFORE -> AFTER", "LOST", "RECOVER", "FINAL LOSS");
   nw_demo_rule();
   for (int i = NW_DEMO_ACT; i < NW_DEMO_N; i++) {
     nw_demo_run *r = &runs[i];
     nw_demo_summary s;
     int lrc = nw_demo_read(r, &s);
-    char ev[64], change[200], lost[16] = "-", secs[16] = "-", verdict[64];
+    char ev[96], change[200], lost[16] = "-", secs[16] = "-", verdict[64];
     nw_demo_short(lrc < 0   ? "(no ledger)"
                   : s.n_oom ? s.evidence
                             : "(not met)",
-                  ev, sizeof ev, 44);
+                  ev, sizeof ev, 60);
     nw_demo_change(&s, change, sizeof change);
     if (s.resumed) {
       snprintf(lost, sizeof lost, "%d", s.steps_lost);
@@ -582,14 +604,14 @@ int nw_cli_demo(int argc, char **argv) {
       snprintf(verdict, sizeof verdict, "%.4f%s", loss, good ? "" : " FAILED");
     else
       snprintf(verdict, sizeof verdict, "-%s", good ? "" : " FAILED");
-    printf("%-17s %-44s %-24s %-34s %5s %8s %s\n", r->name, ev,
+    printf("%-17s %-60s %-22s %-30s %4s %8s %s\n", r->name, ev,
            s.n_recovery ? s.actions : "-", s.n_recovery ? change : "-", lost,
            secs, verdict);
     nw_demo_free(&s);
   }
   nw_demo_rule();
   if (base_loss >= 0)
-    printf("%-17s %-44s %-24s %-34s %5s %8s %.4f\n", "(none)",
+    printf("%-17s %-60s %-22s %-30s %4s %8s %.4f\n", "(none)",
            "fault-free run, the same steps", "-", "-", "-", "-", base_loss);
   printf("\n%s. Each run's ledger: nightwatch ledger %s/CAUSE\n",
          ok ? "All four causes met and recovered from"
