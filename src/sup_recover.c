@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "classify.h"
 #include "error.h"
 #include "exit_codes.h"
@@ -24,6 +25,22 @@
 #define NW_MIB (1024.0 * 1024.0)
 
 /* ---- the cgroup's OOM-killer counter ---- */
+
+/* The step a run had reached when a trainer fails before loading its
+ * checkpoint (its report says step 0): the newest checkpoint's, which the
+ * next trainer resumes from, or the last step line seen. */
+static int nw_sup_reached_step(const nw_sup *s) {
+  char paths[1][NW_PATH_MAX], err[256];
+  int n = 0, step = s->step;
+  if (nw_ckpt_list(s->cfg.run.dir, paths, 1, &n, err, sizeof err) == 0 &&
+      n > 0) {
+    const char *base = strrchr(paths[0], '/');
+    long long k = -1;
+    if (base && sscanf(base + 1, "ckpt-%lld.h5", &k) == 1 && k > step)
+      step = (int)k;
+  }
+  return step;
+}
 
 static int nw_sup_read_key(const char *path, const char *key, uint64_t *out) {
   FILE *f = fopen(path, "re");
@@ -377,6 +394,8 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
   else
     snprintf(evidence, sizeof evidence, "%s", cls.evidence);
   s->failed_step = have_rep ? rep.step : s->step;
+  if (have_rep && rep.phase == NW_PHASE_INIT)
+    s->failed_step = nw_sup_reached_step(s);
   nw_warn("%s: cause %s: %s", event, cause_name, evidence);
   json_t *fe =
       json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:b}", "event", event,

@@ -64,10 +64,13 @@ static void small_config(nw_config *cfg) {
   cfg->data.long_fraction = 0;
 }
 
-static const char *const small_sets[] = {
-    "model.n_layer=2", "model.n_embd=64", "model.n_head=4",
-    "train.min_lr=0.003", "train.lr=0.003", "checkpoint.every=4",
-    NULL};
+static const char *const small_sets[] = {"model.n_layer=2",
+                                         "model.n_embd=64",
+                                         "model.n_head=4",
+                                         "train.min_lr=0.003",
+                                         "train.lr=0.003",
+                                         "checkpoint.every=4",
+                                         NULL};
 
 /* The default policy's chains with short waits (a user's policy file). */
 static const char *const quick_policy =
@@ -228,9 +231,9 @@ static const char *gets_(json_t *o, const char *k) {
  * each recovery the expected action with the effective batch unchanged, one
  * outage resumed with no step lost, the run finished at STEPS, no give-up.
  * Returns the last recovery (borrowed from a). */
-static json_t *expect_recovered(const e2e_run *r, json_t *a,
-                                const char *cause, const char *action,
-                                int effective, int min_failed_step) {
+static json_t *expect_recovered(const e2e_run *r, json_t *a, const char *cause,
+                                const char *action, int effective,
+                                int min_failed_step) {
   int nrec = count(a, "recovery");
   if (nrec < 1 || count(a, "give-up") > 0 || count(a, "resumed") != 1) {
     dump_log(r);
@@ -245,22 +248,11 @@ static json_t *expect_recovered(const e2e_run *r, json_t *a,
   assert_int_equal(geti(oom, "exit_code"), 75);
   int failed = geti(oom, "failed_step");
   json_t *res = find(a, "resumed", 0);
-  if (!strcmp(gets_(oom, "phase"), "init")) {
-    /* An OOM at init of a resumed trainer: it had not loaded its
-     * checkpoint yet, so its report says step 0 and the ledger's
-     * failed_step/steps_lost are computed from that (failed_step 0,
-     * steps_lost = -resumed_from). KNOWN BUG, reported: until it is fixed
-     * the steps lost are checked against the step the run had reached. */
-    if (failed != min_failed_step || geti(res, "steps_lost") != 0)
-      printf("NOTE: init OOM ledger says failed_step %d, steps_lost %d "
-             "(the run had reached step %d)\n",
-             failed, geti(res, "steps_lost"), min_failed_step);
-    failed = min_failed_step;
-  } else {
-    assert_true(failed >= min_failed_step);
-    assert_int_equal(geti(res, "steps_lost"), 0);
-    assert_int_equal(geti(res, "failed_step"), failed);
-  }
+  /* An OOM at init of a resumed trainer (its report says step 0: it had not
+   * loaded its checkpoint) counts from the step the run had reached. */
+  assert_true(failed >= min_failed_step);
+  assert_int_equal(geti(res, "steps_lost"), 0);
+  assert_int_equal(geti(res, "failed_step"), failed);
   for (int i = 0; i < nrec; i++) {
     json_t *rec = find(a, "recovery", i);
     assert_string_equal(gets_(rec, "cause"), cause);
@@ -325,21 +317,28 @@ static void test_activation(void **state) {
 
   e2e_run r;
   run_init(&r, "act");
-  const char *first[] = {mem,          "eval.every=0",   "data.long_fraction=0",
-                         "batch.effective=32", "batch.micro=8", "train.steps=6",
+  const char *first[] = {mem,
+                         "eval.every=0",
+                         "data.long_fraction=0",
+                         "batch.effective=32",
+                         "batch.micro=8",
+                         "train.steps=6",
                          NULL};
   sup_ok(&r, first);
-  const char *second[] = {mem,          "eval.every=0",    "data.long_fraction=0",
-                          "batch.effective=32", "batch.micro=32", steps,
+  const char *second[] = {mem,
+                          "eval.every=0",
+                          "data.long_fraction=0",
+                          "batch.effective=32",
+                          "batch.micro=32",
+                          steps,
                           NULL};
   sup_ok(&r, second);
   json_t *a = ledger(&r);
   json_t *last =
       expect_recovered(&r, a, "activation", "halve-micro-batch", 32, 6);
   assert_int_equal(geti(find(a, "oom", 0), "failed_step"), 6);
-  assert_int_equal(geti(json_object_get(find(a, "recovery", 0), "before"),
-                        "micro"),
-                   32);
+  assert_int_equal(
+      geti(json_object_get(find(a, "recovery", 0), "before"), "micro"), 32);
   int micro = geti(json_object_get(last, "after"), "micro");
   assert_true(micro == 16 || micro == 8);
   assert_int_equal(geti(json_object_get(last, "after"), "accum"), 32 / micro);
@@ -347,8 +346,12 @@ static void test_activation(void **state) {
 
   e2e_run ref;
   run_init(&ref, "act-ref");
-  const char *plain[] = {REF_MEMORY,   "eval.every=0",   "data.long_fraction=0",
-                         "batch.effective=32", "batch.micro=8", steps,
+  const char *plain[] = {REF_MEMORY,
+                         "eval.every=0",
+                         "data.long_fraction=0",
+                         "batch.effective=32",
+                         "batch.micro=8",
+                         steps,
                          NULL};
   sup_ok(&ref, plain);
   a = ledger(&ref);
@@ -466,8 +469,12 @@ static void test_eval_cache(void **state) {
 
   e2e_run r;
   run_init(&r, "kv");
-  const char *first[] = {mem, "eval.every=0", "data.long_fraction=0",
-                         "batch.micro=8", "train.steps=5", NULL};
+  const char *first[] = {mem,
+                         "eval.every=0",
+                         "data.long_fraction=0",
+                         "batch.micro=8",
+                         "train.steps=5",
+                         NULL};
   sup_ok(&r, first);
   const char *second[] = {mem,
                           "eval.every=5",
@@ -480,11 +487,9 @@ static void test_eval_cache(void **state) {
                           NULL};
   sup_ok(&r, second);
   json_t *a = ledger(&r);
-  json_t *last = expect_recovered(&r, a, "eval-cache", "free-cache",
-                                  geti(json_object_get(
-                                           find(a, "start", 0), "settings"),
-                                       "effective"),
-                                  5);
+  json_t *last = expect_recovered(
+      &r, a, "eval-cache", "free-cache",
+      geti(json_object_get(find(a, "start", 0), "settings"), "effective"), 5);
   assert_int_equal(count(a, "recovery"), 1);
   assert_false(json_is_true(
       json_object_get(json_object_get(last, "before"), "release_cache")));
@@ -497,8 +502,9 @@ static void test_eval_cache(void **state) {
 
   e2e_run ref;
   run_init(&ref, "kv-ref");
-  const char *plain[] = {REF_MEMORY, "eval.every=0", "data.long_fraction=0",
-                         "batch.micro=8", "train.steps=5", NULL};
+  const char *plain[] = {
+      REF_MEMORY,      "eval.every=0",  "data.long_fraction=0",
+      "batch.micro=8", "train.steps=5", NULL};
   sup_ok(&ref, plain);
   const char *plain2[] = {REF_MEMORY,
                           "eval.every=5",
@@ -531,8 +537,8 @@ static void test_duplicate_process(void **state) {
   nw_estimate one, st;
   nw_estimate_train(&cfg, 8, 10, 0, &one);
   nw_estimate_static(&cfg, &st);
-  uint64_t cap = one.total + st.bytes[NW_MEM_PARAMS] +
-                 st.bytes[NW_MEM_GRADS] / 2;
+  uint64_t cap =
+      one.total + st.bytes[NW_MEM_PARAMS] + st.bytes[NW_MEM_GRADS] / 2;
   char mem[64], steps[32], rid[80], run_id[64];
   set_arg(mem, sizeof mem, "device.memory=%llu", (unsigned long long)cap);
   set_arg(steps, sizeof steps, "train.steps=%d", STEPS);
@@ -541,9 +547,13 @@ static void test_duplicate_process(void **state) {
 
   e2e_run r;
   run_init(&r, "dup");
-  const char *first[] = {mem,           rid,           "eval.every=0",
-                         "data.long_fraction=0", "batch.micro=8",
-                         "train.steps=6", NULL};
+  const char *first[] = {mem,
+                         rid,
+                         "eval.every=0",
+                         "data.long_fraction=0",
+                         "batch.micro=8",
+                         "train.steps=6",
+                         NULL};
   sup_ok(&r, first);
 
   /* the duplicate: the same run id, started by hand, training */
@@ -587,9 +597,9 @@ static void test_duplicate_process(void **state) {
     waitpid(dup, NULL, 0);
     fail_msg("the duplicate trainer never held its memory");
   }
-  const char *second[] = {mem,    rid,           "eval.every=0",
-                          "data.long_fraction=0", "batch.micro=8",
-                          steps,  NULL};
+  const char *second[] = {
+      mem,   rid, "eval.every=0", "data.long_fraction=0", "batch.micro=8",
+      steps, NULL};
   int rc = sup_run(&r, second, 60);
   int drc = wait_exit(dup, 15); /* stopped by the supervisor, or by us */
   if (rc != 0)
@@ -601,21 +611,20 @@ static void test_duplicate_process(void **state) {
   json_t *a = ledger(&r);
   expect_recovered(&r, a, "duplicate-process", "kill-duplicate", 32, 6);
   json_t *oom = find(a, "oom", 0);
-  assert_int_equal(
-      json_integer_value(json_array_get(json_object_get(oom, "duplicate_pids"),
-                                        0)),
-      dup);
+  assert_int_equal(json_integer_value(json_array_get(
+                       json_object_get(oom, "duplicate_pids"), 0)),
+                   dup);
   json_t *k = find(a, "kill", 0);
   assert_non_null(k);
-  assert_int_equal(json_integer_value(json_array_get(json_object_get(k, "pids"),
-                                                     0)),
-                   dup);
+  assert_int_equal(
+      json_integer_value(json_array_get(json_object_get(k, "pids"), 0)), dup);
   json_decref(a);
 
   e2e_run ref;
   run_init(&ref, "dup-ref");
-  const char *plain[] = {REF_MEMORY,    "eval.every=0", "data.long_fraction=0",
-                         "batch.micro=8", steps,        NULL};
+  const char *plain[] = {
+      REF_MEMORY,      "eval.every=0", "data.long_fraction=0",
+      "batch.micro=8", steps,          NULL};
   sup_ok(&ref, plain);
   expect_same_params("duplicate-process", &r, &ref, 32);
   run_fini(&r);
