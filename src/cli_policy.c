@@ -19,8 +19,8 @@ static void nw_cli_policy_usage(FILE *f) {
 }
 
 /* Every error on its own line, however many the file has. */
-static void nw_cli_policy_error(void *user, const char *name, int line,
-                                const char *msg) {
+void nw_cli_policy_print_error(void *user, const char *name, int line,
+                               const char *msg) {
   int *n = user;
   (*n)++;
   if (line > 0)
@@ -31,7 +31,8 @@ static void nw_cli_policy_error(void *user, const char *name, int line,
 
 static int nw_cli_policy_read(const char *path, nw_policy *p) {
   int nerr = 0;
-  int rc = nw_policy_load_cb(path, p, nw_cli_policy_error, &nerr, NULL, 0);
+  int rc =
+      nw_policy_load_cb(path, p, nw_cli_policy_print_error, &nerr, NULL, 0);
   if (rc < 0) {
     if (nerr == 0) /* out of memory: nothing went through the sink */
       fprintf(stderr, "%s: %s\n", path, nw_strerror(rc));

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_policy.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -31,16 +32,6 @@ static void nw_cli_run_usage(FILE *f) {
         "exit codes: 0 finished or stopped, 1 gave up or failed, 64 usage, "
         "78 config\n",
         f);
-}
-
-static void nw_cli_run_policy_error(void *user, const char *name, int line,
-                                    const char *msg) {
-  int *n = user;
-  (*n)++;
-  if (line > 0)
-    fprintf(stderr, "%s:%d: %s\n", name, line, msg);
-  else
-    fprintf(stderr, "%s: %s\n", name, msg);
 }
 
 /* dirname(/proc/self/exe) + "/nightwatch-train" */
@@ -161,7 +152,7 @@ int nw_cli_run(int argc, char **argv) {
   nw_policy_defaults(&o.policy);
   if (a.policy) {
     int nerr = 0;
-    int prc2 = nw_policy_load_cb(a.policy, &o.policy, nw_cli_run_policy_error,
+    int prc2 = nw_policy_load_cb(a.policy, &o.policy, nw_cli_policy_print_error,
                                  &nerr, NULL, 0);
     if (prc2 < 0) {
       fprintf(stderr, "nightwatch run: %s: %s; refused (%d error%s)\n",
