@@ -183,39 +183,14 @@ static void sup_ok(e2e_run *r, const char *const *sets) {
   }
 }
 
-static json_t *ledger(const e2e_run *r) {
-  char p[512];
-  snprintf(p, sizeof p, "%s/ledger.jsonl", r->dir);
-  json_t *a = json_array();
-  FILE *f = fopen(p, "r");
-  if (!f)
-    return a;
-  static char line[1 << 16];
-  while (fgets(line, sizeof line, f)) {
-    json_t *e = json_loads(line, 0, NULL);
-    if (e)
-      json_array_append_new(a, e);
-  }
-  fclose(f);
-  return a;
-}
+static json_t *ledger(const e2e_run *r) { return nw_test_ledger_load(r->dir); }
 
 static json_t *find(json_t *a, const char *event, int nth) {
-  size_t i;
-  json_t *e;
-  json_array_foreach(a, i, e) {
-    const char *ev = json_string_value(json_object_get(e, "event"));
-    if (ev && !strcmp(ev, event) && nth-- == 0)
-      return e;
-  }
-  return NULL;
+  return nw_test_ledger_find(a, event, nth);
 }
 
 static int count(json_t *a, const char *event) {
-  int n = 0;
-  while (find(a, event, n))
-    n++;
-  return n;
+  return nw_test_ledger_count(a, event);
 }
 
 static int geti(json_t *o, const char *k) {

@@ -102,3 +102,38 @@ int nw_test_run_cmd(char *const argv[], char *out, size_t len) {
     return 128 + WTERMSIG(st);
   return WEXITSTATUS(st);
 }
+
+json_t *nw_test_ledger_load(const char *run_dir) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/ledger.jsonl", run_dir);
+  json_t *a = json_array();
+  FILE *f = fopen(p, "r");
+  if (!f)
+    return a;
+  static char line[1 << 16];
+  while (fgets(line, sizeof line, f)) {
+    json_t *e = json_loads(line, 0, NULL);
+    if (e)
+      json_array_append_new(a, e);
+  }
+  fclose(f);
+  return a;
+}
+
+json_t *nw_test_ledger_find(json_t *a, const char *event, int nth) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(a, i, e) {
+    const char *ev = json_string_value(json_object_get(e, "event"));
+    if (ev && !strcmp(ev, event) && nth-- == 0)
+      return e;
+  }
+  return NULL;
+}
+
+int nw_test_ledger_count(json_t *a, const char *event) {
+  int n = 0;
+  while (nw_test_ledger_find(a, event, n))
+    n++;
+  return n;
+}

@@ -1,9 +1,11 @@
 /* testutil.h — helpers shared by the test binaries.
  * defines: nw_test_tmpdir, nw_test_rmdir_flat, nw_test_write_text,
- *          nw_test_rel_diff, nw_test_run_cmd */
+ *          nw_test_rel_diff, nw_test_run_cmd, nw_test_ledger_load,
+ *          nw_test_ledger_find, nw_test_ledger_count */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* Creates a fresh directory under $TMPDIR (or /tmp) and returns its path in
@@ -26,5 +28,13 @@ double nw_test_rel_diff(const float *a, const float *b, size_t n);
  * terminated, truncated to len). Returns the exit status, or 128+signal
  * when it died of a signal, or -1 when it could not run. */
 int nw_test_run_cmd(char *const argv[], char *out, size_t len);
+
+/* RUN_DIR/ledger.jsonl as an array of objects (empty when there is none;
+ * lines that do not parse are left out). json_decref it. */
+json_t *nw_test_ledger_load(const char *run_dir);
+/* The nth (0-based) entry with this event, borrowed from a; NULL if none. */
+json_t *nw_test_ledger_find(json_t *a, const char *event, int nth);
+/* How many entries have this event. */
+int nw_test_ledger_count(json_t *a, const char *event);
 
 #endif
