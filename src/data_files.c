@@ -192,21 +192,25 @@ static int nw__text_file(nw_dataset *d, const char *key, const char *path,
   return NW_OK;
 }
 
-int nw__data_load_text(nw_dataset *d, char *err, size_t errlen) {
-  if (d->vocab_size < 256) {
-    snprintf(err, errlen,
-             "model.vocab_size: must be >= 256 for data.source text (byte "
-             "tokens), got %d",
-             d->vocab_size);
-    return NW_ECONFIG;
-  }
-  d->tok_bytes = 1;
+static int nw__shard_set(nw_dataset *d, const char *key, const char *pattern,
+                         nw__span_list *l, char *err, size_t errlen);
+
+/* Reads one source (a text file, or a glob of shards) into a span list;
+ * key names the setting in errors. */
+typedef int (*nw__source_reader)(nw_dataset *d, const char *key,
+                                 const char *path, nw__span_list *l, char *err,
+                                 size_t errlen);
+
+/* The split rule shared by files and shards: data.val_path read the same
+ * way when set, else the tail of data.path held out. */
+static int nw__load_splits(nw_dataset *d, nw__source_reader read, char *err,
+                           size_t errlen) {
   nw__span_list tr = {0}, va = {0};
-  int rc = nw__text_file(d, "data.path", d->cfg.path, &tr, err, errlen);
+  int rc = read(d, "data.path", d->cfg.path, &tr, err, errlen);
   if (rc < 0)
     goto fail;
   if (d->cfg.val_path[0]) {
-    rc = nw__text_file(d, "data.val_path", d->cfg.val_path, &va, err, errlen);
+    rc = read(d, "data.val_path", d->cfg.val_path, &va, err, errlen);
     if (rc < 0)
       goto fail;
     d->owned[NW_SPLIT_TRAIN] = d->spans[NW_SPLIT_TRAIN] = tr.v;
@@ -225,6 +229,18 @@ fail:
   free(tr.v);
   free(va.v);
   return rc;
+}
+
+int nw__data_load_text(nw_dataset *d, char *err, size_t errlen) {
+  if (d->vocab_size < 256) {
+    snprintf(err, errlen,
+             "model.vocab_size: must be >= 256 for data.source text (byte "
+             "tokens), got %d",
+             d->vocab_size);
+    return NW_ECONFIG;
+  }
+  d->tok_bytes = 1;
+  return nw__load_splits(d, nw__text_file, err, errlen);
 }
 
 /* ---- shards -------------------------------------------------------------- */
@@ -391,28 +407,5 @@ nomem:
 
 int nw__data_load_shards(nw_dataset *d, char *err, size_t errlen) {
   d->tok_bytes = 2;
-  nw__span_list tr = {0}, va = {0};
-  int rc = nw__shard_set(d, "data.path", d->cfg.path, &tr, err, errlen);
-  if (rc < 0)
-    goto fail;
-  if (d->cfg.val_path[0]) {
-    rc = nw__shard_set(d, "data.val_path", d->cfg.val_path, &va, err, errlen);
-    if (rc < 0)
-      goto fail;
-    d->owned[NW_SPLIT_TRAIN] = d->spans[NW_SPLIT_TRAIN] = tr.v;
-    d->n[NW_SPLIT_TRAIN] = tr.n;
-    d->owned[NW_SPLIT_VAL] = d->spans[NW_SPLIT_VAL] = va.v;
-    d->n[NW_SPLIT_VAL] = va.n;
-    return NW_OK;
-  }
-  char what[NW_PATH_MAX + 16];
-  snprintf(what, sizeof what, "data.path '%s'", d->cfg.path);
-  rc = nw__split_tail(d, &tr, what, err, errlen);
-  if (rc < 0)
-    goto fail;
-  return NW_OK;
-fail:
-  free(tr.v);
-  free(va.v);
-  return rc;
+  return nw__load_splits(d, nw__shard_set, err, errlen);
 }
