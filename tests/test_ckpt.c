@@ -879,12 +879,6 @@ static void test_retain(void **state) {
   rm_rf(run);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* A FIFO named like the newest checkpoint: HDF5's open blocks on it for
  * real. The child is killed at the limit, the caller never hangs. */
 static void test_isolated_timeout(void **state) {
@@ -894,9 +888,9 @@ static void test_isolated_timeout(void **state) {
   write_step(run, 100, good, sizeof good);
   nw_ckpt_path(run, 300, fifo, sizeof fifo);
   assert_int_equal(mkfifo(fifo, 0644), 0);
-  double t0 = now_s();
+  double t0 = nw_test_now();
   int rc = nw_ckpt_verify_isolated(fifo, 1.0, err, sizeof err);
-  double dt = now_s() - t0;
+  double dt = nw_test_now() - t0;
   assert_int_equal(rc, NW_EDATA);
   assert_non_null(strstr(err, "ckpt-0000000300.h5: verification timed out "
                               "after 1 s"));

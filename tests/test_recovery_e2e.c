@@ -43,17 +43,6 @@ typedef struct {
   char device[64]; /* virtual device, unique per run */
 } e2e_run;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_s(double s) {
-  struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-  nanosleep(&ts, NULL);
-}
-
 /* The small model every run trains, as the test reasons about it. */
 static void small_config(nw_config *cfg) {
   nw_config_defaults(cfg);
@@ -121,13 +110,13 @@ static void set_arg(char *buf, size_t len, const char *fmt, ...) {
 }
 
 static int wait_exit(pid_t pid, double timeout) {
-  double end = now_s() + timeout;
+  double end = nw_test_now() + timeout;
   int st;
-  while (now_s() < end) {
+  while (nw_test_now() < end) {
     pid_t w = waitpid(pid, &st, WNOHANG);
     if (w == pid)
       return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    sleep_s(0.02);
+    nw_test_sleep(0.02);
   }
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);

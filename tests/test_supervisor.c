@@ -34,17 +34,6 @@ typedef struct {
   pid_t sup;       /* the supervisor, our child */
 } sup_case;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_s(double s) {
-  struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-  nanosleep(&ts, NULL);
-}
-
 /* The small model every test trains, as the test reasons about it. */
 static void small_config(nw_config *cfg) {
   nw_config_defaults(cfg);
@@ -132,13 +121,13 @@ static pid_t sup_start(sup_case *c, const char *const *extra) {
 
 /* The exit code of pid (128+signal when killed), -1 after timeout s. */
 static int wait_exit(pid_t pid, double timeout) {
-  double end = now_s() + timeout;
+  double end = nw_test_now() + timeout;
   int st;
-  while (now_s() < end) {
+  while (nw_test_now() < end) {
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid)
       return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    sleep_s(0.02);
+    nw_test_sleep(0.02);
   }
   return -1;
 }
@@ -173,18 +162,18 @@ static const char *gets_(json_t *o, const char *k) {
 /* Waits until the ledger holds n entries of event; returns the ledger. */
 static json_t *wait_event(sup_case *c, const char *event, int n,
                           double timeout) {
-  double end = now_s() + timeout;
+  double end = nw_test_now() + timeout;
   for (;;) {
     json_t *a = ledger(c);
     if (count(a, event) >= n)
       return a;
     json_decref(a);
-    if (now_s() > end) {
+    if (nw_test_now() > end) {
       dump_log(c);
       fail_msg("no %d '%s' entries in the ledger after %.0f s", n, event,
                timeout);
     }
-    sleep_s(0.05);
+    nw_test_sleep(0.05);
   }
 }
 
@@ -193,8 +182,8 @@ static json_t *wait_event(sup_case *c, const char *event, int n,
 static int wait_step(sup_case *c, int min_step, double timeout, int *pid) {
   char p[512];
   snprintf(p, sizeof p, "%s/status.json", c->dir);
-  double end = now_s() + timeout;
-  while (now_s() < end) {
+  double end = nw_test_now() + timeout;
+  while (nw_test_now() < end) {
     json_t *s = json_load_file(p, 0, NULL);
     int step = s ? geti(s, "step") : -1;
     int tp = s ? geti(s, "trainer_pid") : 0;
@@ -203,7 +192,7 @@ static int wait_step(sup_case *c, int min_step, double timeout, int *pid) {
       *pid = tp;
       return step;
     }
-    sleep_s(0.05);
+    nw_test_sleep(0.05);
   }
   dump_log(c);
   fail_msg("the trainer did not reach step %d in %.0f s", min_step, timeout);
@@ -376,9 +365,9 @@ static void test_sigkill_leaves_no_trainer(void **state) {
   assert_true(alive(tpid));
   kill(c.sup, SIGKILL);
   assert_int_equal(sup_wait(&c, 5), 128 + SIGKILL);
-  double end = now_s() + 1.0;
-  while (alive(tpid) && now_s() < end)
-    sleep_s(0.01);
+  double end = nw_test_now() + 1.0;
+  while (alive(tpid) && nw_test_now() < end)
+    nw_test_sleep(0.01);
   assert_false(alive(tpid));
   case_fini(&c);
 }
@@ -396,10 +385,10 @@ static void test_hang(void **state) {
   c.sup = sup_start(&c, extra);
   int tpid;
   wait_step(&c, 2, 20, &tpid);
-  double t0 = now_s();
+  double t0 = nw_test_now();
   assert_int_equal(kill(tpid, SIGSTOP), 0);
   json_t *a = wait_event(&c, "resumed", 1, 20);
-  double took = now_s() - t0;
+  double took = nw_test_now() - t0;
   json_t *hang = find(a, "hang", 0), *rec = find(a, "recovery", 0);
   assert_non_null(hang);
   assert_non_null(rec);
@@ -614,7 +603,7 @@ static void test_foreign_waited_for(void **state) {
                        json_array_get(json_object_get(oom, "foreign_pids"), 0)),
                    other);
   json_decref(a);
-  sleep_s(0.5);
+  nw_test_sleep(0.5);
   assert_int_equal(waitpid(other, NULL, WNOHANG), 0); /* alive */
   assert_true(alive(other));
   char b = 0;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void nw_test_tmpdir(char *buf, size_t len, const char *tag) {
@@ -136,4 +137,15 @@ int nw_test_ledger_count(json_t *a, const char *event) {
   while (nw_test_ledger_find(a, event, n))
     n++;
   return n;
+}
+
+double nw_test_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void nw_test_sleep(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
 }

@@ -1,7 +1,8 @@
 /* testutil.h — helpers shared by the test binaries.
  * defines: nw_test_tmpdir, nw_test_rmdir_flat, nw_test_write_text,
  *          nw_test_rel_diff, nw_test_run_cmd, nw_test_ledger_load,
- *          nw_test_ledger_find, nw_test_ledger_count */
+ *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
+ *          nw_test_sleep */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -28,6 +29,10 @@ double nw_test_rel_diff(const float *a, const float *b, size_t n);
  * terminated, truncated to len). Returns the exit status, or 128+signal
  * when it died of a signal, or -1 when it could not run. */
 int nw_test_run_cmd(char *const argv[], char *out, size_t len);
+
+/* Monotonic seconds, and a sleep of fractional seconds. */
+double nw_test_now(void);
+void nw_test_sleep(double seconds);
 
 /* RUN_DIR/ledger.jsonl as an array of objects (empty when there is none;
  * lines that do not parse are left out). json_decref it. */
