@@ -178,6 +178,21 @@ static const nw__cfg_key nw__cfg_keys[] = {
     NW__DBL(supervisor, kill_grace, "30", 0, 3600, 0,
             "nightwatch run: seconds between SIGTERM and SIGKILL when the "
             "supervisor stops a trainer"),
+
+    /* Delivery of webhook alerts; the hooks themselves (url, format,
+     * events, secret_file) are parsed by alert_config.c. */
+    NW__DBL(alert, connect_timeout, "5", 0.1, 600, 0,
+            "seconds to resolve and connect to a webhook"),
+    NW__DBL(alert, timeout, "15", 0.1, 3600, 0,
+            "seconds one delivery attempt may take in all"),
+    NW__INT(alert, attempts, "5", 1, 100,
+            "tries per message, the first included"),
+    NW__DBL(alert, max_backoff, "60", 0, 3600, 0,
+            "cap of the exponential backoff between tries, seconds"),
+    NW__INT(alert, queue, "64", 1, 100000,
+            "messages waiting at most; when full the oldest is dropped"),
+    NW__DBL(alert, drain_timeout, "10", 0, 3600, 0,
+            "seconds at exit to finish delivering what is queued"),
 };
 
 #define NW__CFG_NKEYS (sizeof nw__cfg_keys / sizeof nw__cfg_keys[0])
@@ -541,12 +556,44 @@ void nw_config_defaults(nw_config *cfg) {
                         sizeof why);
 }
 
+/* A hook key: url/format/events/secret_file in [alert] (the hook
+ * "default") or any key in [alert.NAME]. 1: not a hook key; 0: set;
+ * NW_ECONFIG: why says what is wrong. */
+static int nw__cfg_hook_key(nw_config *cfg, const char *section,
+                            const char *key, const char *value, int line,
+                            char *why, size_t whylen) {
+  const char *name;
+  if (!strcmp(section, "alert")) {
+    if (strcmp(key, "url") && strcmp(key, "format") && strcmp(key, "events") &&
+        strcmp(key, "secret_file"))
+      return 1;
+    name = "default";
+  } else if (!strncmp(section, "alert.", 6)) {
+    name = section + 6;
+    if (!*name || !strcmp(name, "default")) {
+      snprintf(why, whylen,
+               "[%.64s] is not a hook name; the default hook lives in [alert]",
+               section);
+      return NW_ECONFIG;
+    }
+  } else {
+    return 1;
+  }
+  return nw_alert_hook_set(&cfg->alert, name, key, value, line, why, whylen);
+}
+
 static int nw__cfg_ini_handler(void *user, const char *section, const char *key,
                                const char *value, int line, char *err,
                                size_t errlen) {
-  (void)line; /* the ini reader puts FILE:LINE in front of err */
+  /* the ini reader puts FILE:LINE in front of err */
   nw_config *cfg = user;
   char why[768];
+  int hrc = nw__cfg_hook_key(cfg, section, key, value, line, why, sizeof why);
+  if (hrc <= 0) {
+    if (hrc < 0)
+      snprintf(err, errlen, "%s.%s: %s", section, key, why);
+    return hrc < 0 ? 1 : 0;
+  }
   const nw__cfg_key *k = nw__cfg_find(section, key);
   if (!k) {
     nw__cfg_unknown(section, key, why, sizeof why);
@@ -614,6 +661,26 @@ int nw_config_set(nw_config *cfg, const char *assignment, char *err,
   if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
     v[vlen - 1] = '\0';
     v++;
+  }
+  /* alert.NAME.key: the hook NAME */
+  char *hook_dot = strrchr(key, '.');
+  if (!strcmp(section, "alert") && hook_dot) {
+    *hook_dot = '\0';
+    char hsec[160];
+    snprintf(hsec, sizeof hsec, "alert.%s", key);
+    key = hook_dot + 1;
+    section = hsec;
+    int hrc = nw__cfg_hook_key(cfg, section, key, v, 0, why, sizeof why);
+    if (hrc < 0)
+      snprintf(err, errlen, "--set %s.%s: %s", section, key, why);
+    return hrc < 0 ? NW_ECONFIG : 0;
+  }
+  int hrc = nw__cfg_hook_key(cfg, section, key, v, 0, why, sizeof why);
+  if (hrc <= 0) {
+    /* the value may be a URL with a token: the message names the key */
+    if (hrc < 0)
+      snprintf(err, errlen, "--set %s.%s: %s", section, key, why);
+    return hrc < 0 ? NW_ECONFIG : 0;
   }
   const nw__cfg_key *k = nw__cfg_find(section, key);
   if (!k) {
@@ -740,6 +807,9 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen) {
                     "eval.max_new_tokens (%d) must be less than "
                     "model.max_seq_len (%d) to leave room for the prompt",
                     e->max_new_tokens, m->max_seq_len);
+  char alert_err[256];
+  if (nw_alert_validate(&cfg->alert, alert_err, sizeof alert_err) < 0)
+    nw__cfg_problem(&o, &n, "%s", alert_err);
   for (const char *p = cfg->device.name; *p; p++) {
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
           (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.')) {
@@ -751,6 +821,30 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen) {
     }
   }
   return n ? NW_ECONFIG : 0;
+}
+
+/* The hooks after the table's [alert] keys (the last section). A URL is
+ * written as a comment with its host only: a dump goes into checkpoints and
+ * logs, and Slack and Discord keep the webhook's token in the path. */
+static void nw__cfg_dump_hooks(const nw_alert_config *a, nw__cfg_out *o) {
+  for (int i = 0; i < a->n_hooks; i++) {
+    const nw_alert_hook *h = &a->hooks[i];
+    char host[256];
+    nw_alert_url_host(h->url, host, sizeof host);
+    if (strcmp(h->name, "default"))
+      nw__cfg_printf(o, "\n[alert.%s]\n", h->name);
+    nw__cfg_printf(o, "# url = %s://%s/... (only the host is shown)\n",
+                   strncasecmp(h->url, "https:", 6) ? "http" : "https", host);
+    nw__cfg_printf(o, "format = %s\n", nw_alert_format_name(h->format));
+    nw__cfg_printf(o, "events = recovery");
+    static const char *const names[] = {"give-up", "finish", "start", "stop"};
+    for (int b = 0; b < 4; b++)
+      if (h->events & (NW_ALERT_EV_GIVE_UP << b))
+        nw__cfg_printf(o, ", %s", names[b]);
+    nw__cfg_printf(o, "\n");
+    if (h->secret_file[0])
+      nw__cfg_printf(o, "secret_file = \"%s\"\n", h->secret_file);
+  }
 }
 
 size_t nw_config_dump(const nw_config *cfg, char *buf, size_t buflen) {
@@ -807,5 +901,6 @@ size_t nw_config_dump(const nw_config *cfg, char *buf, size_t buflen) {
       break;
     }
   }
+  nw__cfg_dump_hooks(&cfg->alert, &o);
   return o.len;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alert_config.h"
+
 #define NW_PATH_MAX 1024
 
 typedef enum {
@@ -102,6 +104,7 @@ typedef struct {
   nw_run_config run;
   nw_device_config device;
   nw_supervisor_config supervisor; /* read by `nightwatch run` only */
+  nw_alert_config alert;           /* webhooks; `nightwatch run` only */
 } nw_config;
 
 /* Fills every key with its default: the embedded default run. */

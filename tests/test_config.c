@@ -116,7 +116,14 @@ static const char all_keys_conf[] =
     "memory = 80GiB\n"
     "[supervisor]\n"
     "hang_timeout = 2.5\n"
-    "kill_grace = 7\n";
+    "kill_grace = 7\n"
+    "[alert]\n"
+    "connect_timeout = 1.5\n"
+    "timeout = 4\n"
+    "attempts = 3\n"
+    "max_backoff = 0.25\n"
+    "queue = 8\n"
+    "drain_timeout = 2\n";
 
 static char *dump_alloc(const nw_config *cfg) {
   size_t need = nw_config_dump(cfg, NULL, 0);
@@ -212,7 +219,7 @@ static void test_every_key_round_trips(void **state) {
     if (!strcmp(la, ld))
       fail_msg("all_keys_conf leaves a key at its default: %s", la);
   }
-  assert_int_equal(keys, 46);
+  assert_int_equal(keys, 52);
   free(text);
   free(deftext);
 
@@ -227,6 +234,123 @@ static void test_every_key_round_trips(void **state) {
   assert_contains(text, "lr = 0.0006\n");
   free(text);
   free(text2);
+}
+
+/* ---- [alert] hooks ---- */
+
+static const char hooks_conf[] =
+    "[alert]\n"
+    "url = https://hooks.slack.com/services/T000/B000/tok-SECRET123\n"
+    "format = slack\n"
+    "events = give-up, finish start\n"
+    "secret_file = /etc/nightwatch/hook.secret\n"
+    "attempts = 2\n"
+    "[alert.pager]\n"
+    "url = http://user:pw@127.0.0.1:8080/hook?token=tok-SECRET456\n";
+
+static void test_alert_hooks(void **state) {
+  (void)state;
+  char path[1024], err[4096];
+  nw_config c;
+  nw_config_defaults(&c);
+  assert_int_equal(c.alert.n_hooks, 0);
+  write_file("hooks.conf", hooks_conf, path, sizeof path);
+  assert_int_equal(nw_config_load(&c, path, err, sizeof err), 0);
+  assert_int_equal(nw_config_validate(&c, err, sizeof err), 0);
+  assert_int_equal(c.alert.n_hooks, 2);
+  assert_int_equal(c.alert.attempts, 2);
+  const nw_alert_hook *h = &c.alert.hooks[0];
+  assert_string_equal(h->name, "default");
+  assert_int_equal(h->format, NW_ALERT_SLACK);
+  assert_int_equal(h->events, NW_ALERT_EV_RECOVERY | NW_ALERT_EV_GIVE_UP |
+                                  NW_ALERT_EV_FINISH | NW_ALERT_EV_START);
+  assert_string_equal(h->secret_file, "/etc/nightwatch/hook.secret");
+  assert_int_equal(h->line, 2);
+  h = &c.alert.hooks[1];
+  assert_string_equal(h->name, "pager");
+  assert_int_equal(h->format, NW_ALERT_JSON);
+  assert_int_equal(h->events, NW_ALERT_EV_DEFAULT);
+  char host[128];
+  nw_alert_url_host(h->url, host, sizeof host);
+  assert_string_equal(host, "127.0.0.1:8080"); /* no user:pw */
+  assert_int_equal(nw_alert_event_bit("alert"), NW_ALERT_EV_RECOVERY);
+  assert_int_equal(nw_alert_event_bit("config-error"), NW_ALERT_EV_GIVE_UP);
+  assert_int_equal(nw_alert_event_bit("resumed"), 0);
+
+  /* The dump (checkpoints, logs) keeps hosts and never the token. */
+  char *text = dump_alloc(&c);
+  assert_contains(text, "# url = https://hooks.slack.com/... ");
+  assert_contains(text, "[alert.pager]\n");
+  assert_contains(text, "events = recovery, give-up, finish, start\n");
+  assert_null(strstr(text, "SECRET"));
+  assert_null(strstr(text, "pw@"));
+  free(text);
+
+  /* --set: the default hook and a named one */
+  assert_int_equal(
+      nw_config_set(&c, "alert.pager.format=discord", err, sizeof err), 0);
+  assert_int_equal(c.alert.hooks[1].format, NW_ALERT_DISCORD);
+  assert_int_equal(
+      nw_config_set(&c, "alert.ops.url=https://example.org/x", err, sizeof err),
+      0);
+  assert_int_equal(c.alert.n_hooks, 3);
+  assert_string_equal(c.alert.hooks[2].name, "ops");
+  assert_int_equal(nw_config_set(&c, "alert.format=json", err, sizeof err), 0);
+  assert_int_equal(c.alert.hooks[0].format, NW_ALERT_JSON);
+}
+
+static void test_alert_hook_errors(void **state) {
+  (void)state;
+  char path[1024], err[4096];
+  nw_config c, before;
+  nw_config_defaults(&c);
+  memcpy(&before, &c, sizeof c);
+  /* A bad URL is named by its key and line, and never shown. */
+  write_file("bad1.conf",
+             "[alert]\nurl = ftp://hooks.example.org/tok-SECRET123\n", path,
+             sizeof path);
+  assert_int_equal(nw_config_load(&c, path, err, sizeof err), NW_ECONFIG);
+  assert_contains(err, "bad1.conf:2: alert.url: must start with https://");
+  assert_null(strstr(err, "SECRET"));
+  assert_memory_equal(&c, &before, sizeof c);
+  write_file("bad2.conf",
+             "[alert.x]\nurl = https://h/tok-SECRET123 x\nevents = "
+             "recovery, pager\nformat = teams\nretries = 3\n",
+             path, sizeof path);
+  assert_int_equal(nw_config_load(&c, path, err, sizeof err), NW_ECONFIG);
+  assert_contains(err, "bad2.conf:2: alert.x.url: contains a space");
+  assert_contains(err, "bad2.conf:3: alert.x.events: \"pager\" is not an "
+                       "event");
+  assert_contains(err, "bad2.conf:4: alert.x.format: \"teams\" is not json, "
+                       "slack or discord");
+  assert_contains(err, "bad2.conf:5: alert.x.retries: unknown key");
+  assert_null(strstr(err, "SECRET"));
+  write_file("bad3.conf", "[alert.default]\nurl = https://h/\n", path,
+             sizeof path);
+  assert_int_equal(nw_config_load(&c, path, err, sizeof err), NW_ECONFIG);
+  assert_contains(err, "the default hook lives in [alert]");
+  /* a hook without a url: the validator names its section and line */
+  write_file("bad4.conf", "[run]\ndir = x\n[alert.pager]\nformat = slack\n",
+             path, sizeof path);
+  assert_int_equal(nw_config_load(&c, path, err, sizeof err), 0);
+  assert_int_equal(nw_config_validate(&c, err, sizeof err), NW_ECONFIG);
+  assert_contains(err, "[alert.pager] (line 4) has no url");
+  /* at most NW_ALERT_MAX_HOOKS */
+  nw_config_defaults(&c);
+  char set[128];
+  for (int i = 0; i < NW_ALERT_MAX_HOOKS; i++) {
+    snprintf(set, sizeof set, "alert.h%d.url=https://example.org/%d", i, i);
+    assert_int_equal(nw_config_set(&c, set, err, sizeof err), 0);
+  }
+  assert_int_equal(
+      nw_config_set(&c, "alert.h9.url=https://example.org/9", err, sizeof err),
+      NW_ECONFIG);
+  assert_contains(err, "more than 4 hooks");
+  assert_int_equal(
+      nw_config_set(&c, "alert.url=https://h/tok-SECRET123 z", err, sizeof err),
+      NW_ECONFIG);
+  assert_contains(err, "--set alert.url: contains a space");
+  assert_null(strstr(err, "SECRET"));
 }
 
 static void test_dump_reports_needed_length(void **state) {
@@ -694,6 +818,8 @@ int main(void) {
       cmocka_unit_test(test_ini_handler_errors_and_sink),
       cmocka_unit_test(test_ini_small_buffer_counts_dropped),
       cmocka_unit_test(test_ini_file),
+      cmocka_unit_test(test_alert_hooks),
+      cmocka_unit_test(test_alert_hook_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
