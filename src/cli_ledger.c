@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "ledger.h"
+#include "metrics.h"
 #include "runlock.h"
 #include "supervisor.h"
 
@@ -134,21 +135,41 @@ static void nw_cl_sum(void *user, json_t *e) {
   s->last_event = json_incref(e);
 }
 
+#define NW_CL_STATUS_USAGE                                                     \
+  "usage: nightwatch status RUN_DIR [--json] [--metrics FILE]\n"
+
+/* --metrics FILE: the Prometheus textfile (src/metrics.h), written after
+ * the usual output. */
+static int nw_cl_metrics(const char *dir, const char *file) {
+  nw_metrics m;
+  char err[2 * NW_PATH_MAX];
+  int rc = nw_metrics_collect(dir, &m, err, sizeof err);
+  if (rc == 0)
+    rc = nw_metrics_write(file, &m, err, sizeof err);
+  if (rc < 0) {
+    fprintf(stderr, "nightwatch status: --metrics %s\n", err);
+    return NW_SUP_EXIT_FAILURE;
+  }
+  return 0;
+}
+
 int nw_cli_status(int argc, char **argv) {
-  const char *dir = NULL;
+  const char *dir = NULL, *metrics = NULL;
   int as_json = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json"))
       as_json = 1;
+    else if (!strcmp(argv[i], "--metrics") && i + 1 < argc && !metrics)
+      metrics = argv[++i];
     else if (argv[i][0] != '-' && !dir)
       dir = argv[i];
     else {
-      fputs("usage: nightwatch status RUN_DIR [--json]\n", stderr);
+      fputs(NW_CL_STATUS_USAGE, stderr);
       return NW_SUP_EXIT_USAGE;
     }
   }
   if (!dir) {
-    fputs("usage: nightwatch status RUN_DIR [--json]\n", stderr);
+    fputs(NW_CL_STATUS_USAGE, stderr);
     return NW_SUP_EXIT_USAGE;
   }
   char path[4096];
@@ -205,5 +226,5 @@ int nw_cli_status(int argc, char **argv) {
   json_decref(sum.last_recovery);
   json_decref(sum.last_resumed);
   json_decref(sum.last_event);
-  return 0;
+  return metrics ? nw_cl_metrics(dir, metrics) : 0;
 }

@@ -1,6 +1,6 @@
 /* cli_ledger.h — `nightwatch ledger RUN_DIR` (the recovery ledger as a
- * table) and `nightwatch status RUN_DIR [--json]` (latest step, loss,
- * settings and recoveries).
+ * table) and `nightwatch status RUN_DIR [--json] [--metrics FILE]` (latest
+ * step, loss, settings and recoveries; FILE: Prometheus metrics).
  * defines: nw_cli_ledger, nw_cli_status */
 #ifndef NW_CLI_LEDGER_H
 #define NW_CLI_LEDGER_H

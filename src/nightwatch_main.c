@@ -1,7 +1,8 @@
 /* nightwatch_main.c — the supervisor and tools.
  *
  *   nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR] [--set k=v] [--
- * CMD] nightwatch ledger RUN_DIR | status RUN_DIR [--json] nightwatch ckpt
+ * CMD] nightwatch ledger RUN_DIR | status RUN_DIR [--json] [--metrics FILE]
+ * nightwatch ckpt
  * ls|verify|inspect ...
  *
  * The supervisor never initialises CUDA: it must survive a sick driver. */
@@ -20,7 +21,10 @@ static void nw_usage(FILE *f) {
       "usage: nightwatch COMMAND ...\n"
       "  run [CONFIG] [--policy FILE] [--run-dir DIR] [--set K=V] [-- CMD]\n"
       "                            supervise a trainer (docs/supervisor.md)\n"
-      "  status RUN_DIR [--json]   latest step, settings and recoveries\n"
+      "  status RUN_DIR [--json] [--metrics FILE]\n"
+      "                            latest step, settings and recoveries;\n"
+      "                            FILE: Prometheus textfile, written "
+      "atomically\n"
       "  ledger RUN_DIR            the recovery ledger as a table\n"
       "  ckpt ls RUN_DIR           list the checkpoints of a run\n"
       "  ckpt verify FILE|RUN_DIR  verify checksums (isolated, time-limited)\n"
