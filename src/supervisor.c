@@ -3,8 +3,9 @@
  * One ppoll over: the signalfd (SIGTERM, SIGINT, SIGHUP, SIGCHLD, all
  * blocked), the trainer's pidfd (its exit), its status pipe (the heartbeat),
  * a foreign trainer's stderr, and the pidfds of duplicates being killed. The
- * timeout is the earliest deadline. Every transition is a switch on
- * nw_sup_state; sup_recover.c decides what an exit means. */
+ * timeout is the earliest deadline, systemd's watchdog ping among them.
+ * Every transition is a switch on nw_sup_state; sup_recover.c decides what
+ * an exit means, sup_notify.c what systemd is told. */
 #define _GNU_SOURCE
 #include "supervisor.h"
 
@@ -92,7 +93,9 @@ void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline) {
              nw_sup_state_name(st));
   s->state = st;
   s->deadline = deadline;
-  nw_sup_write_status(s, nw_sup_now());
+  double now = nw_sup_now();
+  nw_sup_write_status(s, now);
+  nw_sup_notify_state(s, now);
 }
 
 /* ---- starting the trainer ---- */
@@ -262,6 +265,7 @@ static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
               s->step, s->resume_failed_step - from, now - s->fail_t);
       nw_sup_ledger(s, e);
     }
+    nw_sup_notify_step(s, now);
   } else if (!strcmp(ev, "stop")) {
     s->seen_stop = 1;
   } else if (!strcmp(ev, "finish")) {
@@ -379,6 +383,7 @@ static void nw_sup_stop(nw_sup *s, double now, const char *why) {
   case NW_SUP_GAVE_UP:
     break;
   }
+  nw_sup_notify_stop(s, now);
 }
 
 static void nw_sup_policy_error(void *user, const char *name, int line,
@@ -422,7 +427,9 @@ static void nw_sup_on_signals(nw_sup *s, double now) {
       nw_sup_stop(s, now, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
       break;
     case SIGHUP:
+      nw_sup_notify_reload(s, 1);
       nw_sup_reload(s);
+      nw_sup_notify_reload(s, 0);
       break;
     default: /* SIGCHLD: the pidfd says which child and when */
       break;
@@ -505,6 +512,10 @@ static int nw_sup_loop(nw_sup *s) {
         pfd[n++] = (struct pollfd){.fd = s->kill_pidfd[k], .events = POLLIN};
     }
     double dl = nw_sup_next_deadline(s), now = nw_sup_now();
+    /* the watchdog ping and notify messages that are due wake us too */
+    double nd = nw_sup_notify_deadline(s);
+    if (nd > 0 && (dl == 0 || nd < dl))
+      dl = nd;
     struct timespec ts, *tp = NULL;
     if (dl > 0) {
       double wait = dl > now ? dl - now : 0;
@@ -552,6 +563,8 @@ static int nw_sup_loop(nw_sup *s) {
     dl = nw_sup_next_deadline(s);
     if (dl > 0 && now >= dl)
       nw_sup_on_deadline(s, now);
+    /* last: the watchdog ping says this iteration came round whole */
+    nw_sup_notify_tick(s, nw_sup_now());
   }
   return 0;
 }
@@ -601,6 +614,7 @@ int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen) {
           (int)getpid());
   s->state = NW_SUP_BACKOFF;
   s->restart_at = nw_sup_now();
+  nw_sup_notify_init(s, s->restart_at);
   nw_sup_start(s);
   if (nw_sup_loop(s) < 0) {
     snprintf(err, errlen, "event loop failed");

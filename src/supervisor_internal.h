@@ -1,6 +1,7 @@
 /* supervisor_internal.h — the supervisor's state, shared by its files:
- * supervisor.c (loop, states, status lines) and sup_recover.c (what a
- * trainer's exit means and what to do about it). Not a public API.
+ * supervisor.c (loop, states, status lines), sup_recover.c (what a
+ * trainer's exit means and what to do about it) and sup_notify.c (what
+ * systemd is told). Not a public API.
  * defines: nw_sup, nw_sup_stop_reason, nw_sup_* internals */
 #ifndef NW_SUPERVISOR_INTERNAL_H
 #define NW_SUPERVISOR_INTERNAL_H
@@ -9,6 +10,7 @@
 
 #include "classify.h"
 #include "ledger.h"
+#include "notify.h"
 #include "policy.h"
 #include "sup_child.h"
 #include "supervisor.h"
@@ -20,6 +22,19 @@ typedef enum {
 } nw_sup_stop_reason;
 
 #define NW_SUP_MAX_KILL NW_CLASSIFY_MAX_PIDS
+
+/* What systemd has been told (sup_notify.c, docs/operations-systemd.md). */
+typedef struct {
+  nw_notify n;
+  int ready;           /* READY=1 sent: once per run, at the first step */
+  int stopping;        /* STOPPING=1 sent */
+  int shown_state;     /* nw_sup_state of the last STATUS; -1: none yet */
+  int have_loss;       /* a step line gave a loss to show */
+  int dirty;           /* progress newer than the last STATUS */
+  double status_t;     /* when the last STATUS went */
+  double extend_every; /* EXTEND_TIMEOUT_USEC period while stopping */
+  double extend_at;    /* next EXTEND_TIMEOUT_USEC; 0: none */
+} nw_sup_notify;
 
 typedef struct {
   const nw_sup_options *opt;
@@ -33,6 +48,7 @@ typedef struct {
 
   int sigfd;
   nw_ledger ledger;
+  nw_sup_notify notify;
 
   /* the trainer */
   nw_child child;     /* pid 0: none */
@@ -85,5 +101,25 @@ void nw_sup_kill_poll(nw_sup *s, double now);
 void nw_sup_foreign_recheck(nw_sup *s, double now);
 /* cgroup memory oom_kill counter (v2 memory.events or v1 oom_control). */
 int nw_sup_oom_kill_count(uint64_t *out);
+
+/* sup_notify.c: the systemd notify protocol. Every message is sent by the
+ * supervisor's loop thread; none of these ever blocks the loop for long (a
+ * datagram) or fails the run. */
+void nw_sup_notify_init(nw_sup *s, double now);
+/* A step line arrived: READY=1 the first time, else a STATUS is due. */
+void nw_sup_notify_step(nw_sup *s, double now);
+/* The state changed (nw_sup_set_state): a STATUS now, STOPPING=1 when the
+ * supervisor is about to exit. */
+void nw_sup_notify_state(nw_sup *s, double now);
+/* A stop request (SIGTERM/SIGINT), after its transition: STOPPING=1 and,
+ * while a trainer writes its stop checkpoint, EXTEND_TIMEOUT_USEC. */
+void nw_sup_notify_stop(nw_sup *s, double now);
+/* Around a SIGHUP reload: RELOADING=1 (begin 1), READY=1 (begin 0). */
+void nw_sup_notify_reload(nw_sup *s, int begin);
+/* End of every loop iteration: state STATUS, due STATUS, extension, ping. */
+void nw_sup_notify_tick(nw_sup *s, double now);
+/* Earliest notify deadline (monotonic), 0 when none: part of the loop's
+ * ppoll timeout. */
+double nw_sup_notify_deadline(const nw_sup *s);
 
 #endif
