@@ -277,7 +277,9 @@ char *nw_alert_payload(int format, const json_t *entry, const char *host,
   }
   if (!body)
     return NULL;
-  char *text = json_dumps(body, JSON_COMPACT);
+  /* 15 significant digits: 0.8, not 0.80000000000000004, and every value
+   * the ledger's decimal settings can hold */
+  char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
   json_decref(body);
   return text;
 }
