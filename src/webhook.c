@@ -358,9 +358,9 @@ static nw__result nw__send(nw__hook *h, const char *body, long *status,
     return NW__ABORTED;
   }
   if (rc != CURLE_OK) {
-    /* curl's own text can name the URL: scrubbed below, like all others */
     /* the error buffer says more ("Failed to connect to HOST port 443
-     * after 5000 ms"), the code's text is the fallback */
+     * after 5000 ms") than the code's text, the fallback; it could name
+     * the URL: scrubbed below, like every error text */
     snprintf(err, errlen, "%s",
              h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
     size_t n = strlen(err);
