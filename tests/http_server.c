@@ -29,6 +29,7 @@ struct nw_test_http {
   pthread_mutex_t mu;
   nw_test_http_reply script[NW_TEST_HTTP_MAX_SCRIPT];
   int n_script;
+  int script_base; /* requests before the script was set: not counted */
   nw_test_http_request *reqs[NW_TEST_HTTP_MAX_REQUESTS];
   int n_reqs; /* also the index of the next request */
   pthread_t conns[NW_TEST_HTTP_MAX_CONNS];
@@ -188,8 +189,9 @@ static void *nw__conn_main(void *arg) {
       s->n_reqs++;
       q = NULL;
     }
+    int k = i - s->script_base;
     if (s->n_script > 0)
-      rep = s->script[i < s->n_script ? i : s->n_script - 1];
+      rep = s->script[k < s->n_script ? k : s->n_script - 1];
     pthread_mutex_unlock(&s->mu);
     if (q) { /* beyond the record's size: answered, not kept */
       free(q->body);
@@ -285,6 +287,7 @@ void nw_test_http_script(nw_test_http *s, const nw_test_http_reply *replies,
   pthread_mutex_lock(&s->mu);
   memcpy(s->script, replies, (size_t)n * sizeof *replies);
   s->n_script = n;
+  s->script_base = s->n_reqs;
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -44,9 +44,9 @@ typedef struct nw_test_http nw_test_http;
 nw_test_http *nw_test_http_start(void);
 int nw_test_http_port(const nw_test_http *s);
 
-/* Request i (0-based, in arrival order) gets replies[i]; requests beyond n
- * get replies[n - 1], or 200 "ok" when n is 0. replies is copied (its
- * strings are borrowed: keep them alive). */
+/* The i-th request from now on (0-based, in arrival order) gets
+ * replies[i]; requests beyond n get replies[n - 1], or 200 "ok" when n is
+ * 0. replies is copied (its strings are borrowed: keep them alive). */
 void nw_test_http_script(nw_test_http *s, const nw_test_http_reply *replies,
                          int n);
 

@@ -270,6 +270,19 @@ static void test_500_then_success(void **state) {
   json_decref(o);
   nw_alerter_stop(a, NULL, NULL);
   assert_int_equal(nw_test_http_count(s), 4);
+
+  /* a connection closed without an answer is retried too */
+  nw_test_http_reply hangup[] = {{.mode = NW_TEST_HTTP_CLOSE}, {.status = 200}};
+  nw_test_http_script(s, hangup, 2);
+  a = start(&c);
+  post1(a, recovery(4), 1);
+  o = next_outcome(a, 10);
+  assert_non_null(o);
+  assert_string_equal(ostr(o, "outcome"), "delivered");
+  assert_int_equal(oint(o, "attempts"), 2);
+  json_decref(o);
+  nw_alerter_stop(a, NULL, NULL);
+  assert_int_equal(nw_test_http_count(s), 6);
   nw_test_http_stop(s);
 }
 
