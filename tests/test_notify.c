@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -59,8 +60,13 @@ static double realtime_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The context of the running test, for the teardown: a failed assertion
+ * leaves the test function without its ctx_fini. */
+static nctx *live;
+
 static void ctx_init(nctx *c, const char *tag) {
   memset(c, 0, sizeof *c);
+  live = c;
   nw_test_tmpdir(c->dir, sizeof c->dir, tag);
   snprintf(c->run, sizeof c->run, "%s/run", c->dir);
   snprintf(c->sock, sizeof c->sock, "%s/notify", c->dir);
@@ -113,6 +119,14 @@ static void ctx_fini(nctx *c) {
   char *rm[] = {"/bin/rm", "-rf", c->dir, NULL};
   char out[256];
   nw_test_run_cmd(rm, out, sizeof out);
+  live = NULL;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  if (live)
+    ctx_fini(live);
+  return 0;
 }
 
 /* Starts `nightwatch run` on the tiny model for steps steps, talking to the
@@ -165,6 +179,9 @@ static void sup_start(nctx *c, long watchdog_usec, int steps, int err_fd,
       unsetenv("WATCHDOG_USEC");
     }
     unsetenv("WATCHDOG_PID"); /* the watchdog is for whoever we exec */
+    /* a supervisor left by a failed test dies with the test binary (its
+     * trainer follows through its own parent-death signal) */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     setenv("OMP_NUM_THREADS", "1", 1);
     execv(argv[0], argv);
     _exit(127);
@@ -337,7 +354,7 @@ static pid_t trainer_pid(const nctx *c) {
  * and a final STATUS at the end; every message from the supervisor. */
 static void test_sequence(void **state) {
   (void)state;
-  nctx c;
+  static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "seq");
   nw_config cfg;
   nw_config_defaults(&cfg);
@@ -402,7 +419,7 @@ static void test_sequence(void **state) {
 /* The ping interval, the trainer's environment, SIGHUP and SIGTERM. */
 static void test_watchdog_reload_stop(void **state) {
   (void)state;
-  nctx c;
+  static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "wd");
   const double wd = 1.0; /* WATCHDOG_USEC: pings every 0.5 s */
   sup_start(&c, (long)(wd * 1e6), 1000000, -1, NULL);
@@ -494,7 +511,7 @@ static void test_watchdog_reload_stop(void **state) {
  * until the supervisor's SIGKILL. */
 static void test_extend_repeated(void **state) {
   (void)state;
-  nctx c;
+  static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "ext");
   const char *extra[] = {"supervisor.kill_grace=2", NULL};
   sup_start(&c, 0, 1000000, -1, extra);
@@ -537,7 +554,7 @@ static void test_extend_repeated(void **state) {
  * resumes once the pipe is drained. */
 static void test_frozen_loop_stops_pings(void **state) {
   (void)state;
-  nctx c;
+  static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "frz");
   int p[2];
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -628,7 +645,7 @@ static void test_frozen_loop_stops_pings(void **state) {
 /* A notify socket that is not there: logged once, the run goes on. */
 static void test_unreachable_socket(void **state) {
   (void)state;
-  nctx c;
+  static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "nosock");
   snprintf(c.sock, sizeof c.sock, "%s/missing/notify", c.dir);
   sup_start(&c, 400000, 30, -1, NULL);
@@ -648,11 +665,11 @@ static void test_unreachable_socket(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sequence),
-      cmocka_unit_test(test_watchdog_reload_stop),
-      cmocka_unit_test(test_extend_repeated),
-      cmocka_unit_test(test_frozen_loop_stops_pings),
-      cmocka_unit_test(test_unreachable_socket),
+      cmocka_unit_test_teardown(test_sequence, teardown),
+      cmocka_unit_test_teardown(test_watchdog_reload_stop, teardown),
+      cmocka_unit_test_teardown(test_extend_repeated, teardown),
+      cmocka_unit_test_teardown(test_frozen_loop_stops_pings, teardown),
+      cmocka_unit_test_teardown(test_unreachable_socket, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
