@@ -7,7 +7,10 @@
  * C channels, NH heads, V vocabulary, N = B*T rows. All matrices row-major.
  * Backward functions ACCUMULATE (+=) into every gradient they write, both
  * parameter gradients and input gradients, so callers zero what must start
- * at zero. Functions cannot fail: all memory is the caller's. */
+ * at zero. All memory is the caller's. The arithmetic cannot fail on the
+ * CPU; a GPU can (a launch refused, a library out of memory, a device
+ * fault), so the functions stay void and keep the first error, which
+ * `status` hands to the caller at its step boundaries. */
 #ifndef NW_BACKEND_H
 #define NW_BACKEND_H
 
@@ -78,13 +81,27 @@ typedef struct nw_backend {
   /* sum of squares in double, for the global gradient norm */
   double (*sumsq)(const float *x, size_t n);
 
-  /* host <-> device copies and fills */
+  /* host <-> device copies and fills; to_host returns when dst holds the
+   * data (a GPU waits for the work queued before it) */
   void (*to_device)(void *dst, const void *src, size_t bytes);
   void (*to_host)(void *dst, const void *src, size_t bytes);
   void (*memset0)(void *dst, size_t bytes);
+
+  /* 0, or the first error since the last call (then cleared): NW_ENOMEM
+   * when the device refused memory (recorded in the memory domain too),
+   * another NW_E* for any other fault. Does not wait for queued work: a
+   * fault of that work shows at the next to_host. */
+  int (*status)(void);
+  /* Optional (NULL on the CPU): page-lock a host buffer that device state
+   * is copied into often (the checkpoint buffers), and release it. */
+  int (*host_pin)(void *p, size_t bytes);
+  void (*host_unpin)(void *p);
 } nw_backend;
 
 /* The CPU backend: OpenBLAS sgemm for every matrix product, OpenMP loops. */
 extern const nw_backend nw_backend_cpu;
+/* The CUDA backend (cuda/): defined only in builds with NW_HAVE_CUDA, and
+ * usable only after nw_device_open (device.h) chose and set up a GPU. */
+extern const nw_backend nw_backend_cuda;
 
 #endif

@@ -587,6 +587,9 @@ static void nw_memset0(void *dst, size_t bytes) {
     memset(dst, 0, bytes);
 }
 
+/* Nothing on the CPU fails after the caller's allocations succeeded. */
+static int nw_cpu_status(void) { return 0; }
+
 const nw_backend nw_backend_cpu = {
     .name = "cpu",
     .encoder_forward = nw_encoder_forward,
@@ -609,4 +612,7 @@ const nw_backend nw_backend_cpu = {
     .to_device = nw_copy,
     .to_host = nw_copy,
     .memset0 = nw_memset0,
+    .status = nw_cpu_status,
+    .host_pin = NULL,
+    .host_unpin = NULL,
 };

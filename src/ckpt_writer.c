@@ -52,6 +52,11 @@ static void *nw_ckpt_writer_main(void *arg) {
   return NULL;
 }
 
+void *nw_ckpt_writer_buffer(nw_ckpt_writer *w, size_t *bytes) {
+  *bytes = 3 * w->num_params * sizeof(float);
+  return w->buf;
+}
+
 int nw_ckpt_writer_busy(nw_ckpt_writer *w) {
   return w->running && !atomic_load(&w->done);
 }

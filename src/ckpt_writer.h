@@ -26,6 +26,10 @@ int nw_ckpt_writer_create(nw_ckpt_writer **out, size_t num_params);
 /* Waits for a write in flight, then frees everything. */
 void nw_ckpt_writer_destroy(nw_ckpt_writer *w);
 
+/* The host buffer the state is copied into, and its size: a GPU trainer
+ * page-locks it once so that the copy from the device runs at full speed. */
+void *nw_ckpt_writer_buffer(nw_ckpt_writer *w, size_t *bytes);
+
 /* 1 while a write is in flight. */
 int nw_ckpt_writer_busy(nw_ckpt_writer *w);
 

@@ -75,6 +75,7 @@ typedef struct {
 static const char *const nw__cfg_sources[] = {"synthetic", "text", "shards",
                                               NULL};
 static const char *const nw__cfg_device_types[] = {"cpu", "cuda", "auto", NULL};
+static const char *const nw__cfg_precisions[] = {"tf32", "bf16", "fp32", NULL};
 
 #define NW__BIG (1 << 30)
 
@@ -169,8 +170,13 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "virtual device name (CPU): processes naming the same device "
             "share its memory"),
     NW__SIZE(device, memory, "0",
-             "device memory cap in bytes (suffix B, KB, MB, GB, TB, KiB, MiB, "
-             "GiB, TiB allowed); 0 = unlimited"),
+             "device memory in bytes (suffix B, KB, MB, GB, TB, KiB, MiB, "
+             "GiB, TiB allowed); CPU: the virtual device's capacity, GPU: a "
+             "cap below the card's size; 0 = unlimited (GPU: the card)"),
+    NW__STR(device, precision, "tf32", 0, nw__cfg_precisions,
+            "GPU matrix products: tf32 (FP32 storage, TF32 tensor cores), "
+            "bf16 (BF16 inputs, FP32 accumulation, FP32 master weights and "
+            "optimizer state) or fp32; the CPU computes in FP32"),
 
     NW__DBL(supervisor, hang_timeout, "300", 0.1, 1e7, 0,
             "nightwatch run: seconds without a status line from the trainer "

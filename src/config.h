@@ -84,9 +84,10 @@ typedef struct {
 } nw_run_config;
 
 typedef struct {
-  char type[16];   /* cpu (cuda in its own backend) */
-  char name[64];   /* virtual device name */
-  uint64_t memory; /* capacity in bytes; 0 = unlimited */
+  char type[16];     /* cpu, cuda or auto (device.h resolves it) */
+  char name[64];     /* virtual device name */
+  uint64_t memory;   /* capacity in bytes; 0 = unlimited */
+  char precision[8]; /* GPU matrix products: tf32, bf16 or fp32 */
 } nw_device_config;
 
 typedef struct {

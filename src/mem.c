@@ -1,11 +1,15 @@
-/* mem.c — the memory domain over host memory (the CPU device).
+/* mem.c — the memory domain over host memory (the CPU device) or over a
+ * device with memory of its own (the CUDA provider, cuda/cuda_mem.cu).
  *
- * Blocks carry a small header (category, size) in front of the pointer the
- * caller sees. Freed blocks go to a per-size cache list, as a GPU caching
- * allocator keeps freed segments, so that the steady state of training does
- * no system allocation; nw_mem_trim hands them back. The cap counts what the
- * device holds (live plus cached): a request that would pass it first trims
- * the cache, then fails with NW_ENOMEM. */
+ * Host blocks carry a small header (category, size) in front of the pointer
+ * the caller sees; a device block's header is a separate host allocation on
+ * a list of live device blocks (device memory cannot hold a host struct).
+ * The list is searched on free: a step holds a few dozen blocks. Freed blocks
+ * go to a per-size cache list, as a GPU caching allocator keeps freed segments,
+ * so that the steady state of training does no system allocation; nw_mem_trim
+ * hands them back. The cap counts what the device holds (live plus cached): a
+ * request that would pass it first trims the cache, then fails with NW_ENOMEM.
+ */
 #include "mem.h"
 
 #include <stdlib.h>
@@ -17,11 +21,13 @@
 /* Header in front of every block; 64 bytes keep the payload aligned for
  * AVX-512 loads. */
 typedef struct nw_block {
-  struct nw_block *next_cached; /* cache list link while freed */
+  struct nw_block *next_cached; /* cache list link while freed; the live
+                                   list's link for a device block */
+  void *ptr;                    /* the caller's pointer */
   size_t bytes;                 /* payload size */
   nw_mem_category cat;
   uint32_t magic;
-  char pad[64 - sizeof(void *) - sizeof(size_t) - sizeof(nw_mem_category) -
+  char pad[64 - 2 * sizeof(void *) - sizeof(size_t) - sizeof(nw_mem_category) -
            sizeof(uint32_t)];
 } nw_block;
 
@@ -32,6 +38,7 @@ struct nw_mem {
   nw_mem_stats at_failure; /* st when the last request was refused */
   nw_mem_device dev;       /* reserve == NULL: plain host memory */
   nw_block *cache;         /* freed blocks, most recent first */
+  nw_block *live;          /* live device blocks (dev.alloc set) */
 };
 
 static const char *const nw_mem_cat_names[NW_MEM_NCAT] = {
@@ -46,6 +53,8 @@ const char *nw_mem_category_name(nw_mem_category cat) {
   return nw_mem_cat_names[cat];
 }
 
+static void nw_block_destroy(nw_mem *m, nw_block *b);
+
 int nw_mem_create(nw_mem **out, uint64_t cap_bytes) {
   nw_mem *m = calloc(1, sizeof *m);
   if (!m)
@@ -59,11 +68,56 @@ void nw_mem_destroy(nw_mem *m) {
   if (!m)
     return;
   nw_mem_trim(m);
+  /* Device blocks still live go back too: device memory outlives nothing
+   * but the process, and a leak there would shrink the card for others. */
+  while (m->live) {
+    nw_block *b = m->live;
+    m->live = b->next_cached;
+    if (m->dev.release)
+      m->dev.release(m->dev.ctx, b->bytes);
+    nw_block_destroy(m, b);
+  }
   free(m);
 }
 
 void nw_mem_attach_device(nw_mem *m, const nw_mem_device *dev) {
   m->dev = *dev;
+}
+
+/* Gives one block's memory back: to the device that made it, or the host. */
+static void nw_block_destroy(nw_mem *m, nw_block *b) {
+  if (m->dev.alloc) {
+    m->dev.free(m->dev.ctx, b->ptr);
+    b->magic = 0;
+  }
+  free(b);
+}
+
+/* A fresh block of `want` bytes; NW_ENOMEM when the device or host has none
+ * (another NW_E* when the device failed otherwise). */
+static int nw_block_create(nw_mem *m, size_t want, nw_block **out) {
+  *out = NULL;
+  if (!m->dev.alloc) {
+    nw_block *b = nw_host_alloc(sizeof(nw_block) + want);
+    if (!b)
+      return NW_ENOMEM;
+    b->ptr = b + 1;
+    *out = b;
+    return 0;
+  }
+  nw_block *b = malloc(sizeof *b);
+  if (!b)
+    return NW_EHOSTMEM;
+  memset(b, 0, sizeof *b);
+  int rc = m->dev.alloc(m->dev.ctx, want, &b->ptr);
+  if (rc == NW_ENOMEM && nw_mem_trim(m) > 0)
+    rc = m->dev.alloc(m->dev.ctx, want, &b->ptr); /* our cache was in the way */
+  if (rc < 0) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  return 0;
 }
 
 /* Returns the largest cached block to the device: the fewest blocks freed
@@ -79,7 +133,7 @@ static void nw_mem_evict_largest(nw_mem *m) {
   m->st.reserved -= b->bytes;
   if (m->dev.release)
     m->dev.release(m->dev.ctx, b->bytes);
-  free(b);
+  nw_block_destroy(m, b);
 }
 
 /* Reserves `bytes` from the device, trimming our own cache first when the
@@ -137,10 +191,12 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
       nw_mem_evict_largest(m);
     if (nw_mem_reserve(m, want) < 0)
       goto fail;
-    b = nw_host_alloc(sizeof(nw_block) + want);
-    if (!b) {
+    int rc = nw_block_create(m, want, &b);
+    if (rc < 0) {
       if (m->dev.release)
         m->dev.release(m->dev.ctx, want);
+      if (rc != NW_ENOMEM)
+        return rc; /* a device fault, not a refusal: no OOM to report */
       goto fail;
     }
     b->bytes = want;
@@ -149,14 +205,27 @@ int nw_mem_alloc(nw_mem *m, nw_mem_category cat, size_t bytes, void **out) {
   }
   b->cat = cat;
   b->next_cached = NULL;
-  memset(b + 1, 0, b->bytes);
+  if (m->dev.alloc) {
+    int rc = m->dev.zero(m->dev.ctx, b->ptr, b->bytes);
+    if (rc < 0) {
+      /* back to the cache: the block itself is sound */
+      b->next_cached = m->cache;
+      m->cache = b;
+      m->st.cached += b->bytes;
+      return rc;
+    }
+    b->next_cached = m->live;
+    m->live = b;
+  } else {
+    memset(b->ptr, 0, b->bytes);
+  }
   m->st.live[cat] += b->bytes;
   m->st.live_total += b->bytes;
   if (m->st.live[cat] > m->st.peak[cat])
     m->st.peak[cat] = m->st.live[cat];
   if (m->st.live_total > m->st.peak_total)
     m->st.peak_total = m->st.live_total;
-  *out = b + 1;
+  *out = b->ptr;
   return 0;
 fail:
   m->st.failed_request = want;
@@ -168,7 +237,18 @@ fail:
 void nw_mem_free(nw_mem *m, void *p) {
   if (!p)
     return;
-  nw_block *b = (nw_block *)p - 1;
+  nw_block *b = NULL;
+  if (m->dev.alloc) {
+    nw_block **pp = &m->live;
+    while (*pp && (*pp)->ptr != p)
+      pp = &(*pp)->next_cached;
+    b = *pp;
+    if (!b)
+      abort(); /* not ours: a memory-safety bug, never a recoverable error */
+    *pp = b->next_cached;
+  } else {
+    b = (nw_block *)p - 1;
+  }
   if (b->magic != NW_BLOCK_MAGIC)
     abort(); /* not ours: a memory-safety bug, never a recoverable error */
   m->st.live[b->cat] -= b->bytes;
@@ -184,7 +264,7 @@ uint64_t nw_mem_trim(nw_mem *m) {
     nw_block *b = m->cache;
     m->cache = b->next_cached;
     returned += b->bytes;
-    free(b);
+    nw_block_destroy(m, b);
   }
   m->st.cached -= returned;
   m->st.reserved -= returned;
@@ -197,6 +277,12 @@ void nw_mem_stats_get(const nw_mem *m, nw_mem_stats *st) { *st = m->st; }
 
 void nw_mem_failure_stats(const nw_mem *m, nw_mem_stats *st) {
   *st = m->at_failure;
+}
+
+void nw_mem_note_failure(nw_mem *m, nw_mem_category cat, size_t bytes) {
+  m->st.failed_request = bytes;
+  m->st.failed_category = cat;
+  m->at_failure = m->st;
 }
 
 void nw_mem_reset_peaks(nw_mem *m) {

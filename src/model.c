@@ -162,10 +162,14 @@ int nw_model_create(nw_model **out, const nw_model_config *shape,
                   m->tensors[i].numel * sizeof(float));
   }
   free(host);
+  host = NULL;
   be->memset0(m->grads, bytes);
+  if ((rc = be->status()) < 0)
+    goto fail;
   *out = m;
   return 0;
 fail:
+  free(host);
   nw_model_destroy(m);
   return rc;
 }

@@ -112,7 +112,7 @@ int nw_model__decode_logits(nw_model *m, const int *tokens, int pos, int *next,
     be->to_host(logits, dlogits, (size_t)B * V * sizeof(float));
   nw_mem_free(m->mem, ids);
   nw_mem_free(m->mem, buf);
-  return 0;
+  return be->status();
 }
 
 int nw_model_decode_step(nw_model *m, const int *tokens, int pos, int *next) {

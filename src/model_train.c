@@ -333,9 +333,20 @@ static int nw_run(nw_model *m, const int *inputs, const int *targets, int B,
   nw_forward(m, &a);
   m->be->crossentropy(a.losses, a.logits, a.targets, (int)N, m->cfg.vocab_size,
                       loss_scale, train);
-  if (train)
+  /* A GPU library can refuse memory inside an operation: the phase of the
+   * refusal is the pass that was running. */
+  if ((rc = m->be->status()) < 0)
+    goto out;
+  if (train) {
     nw_backward(m, &a);
+    if ((rc = m->be->status()) < 0) {
+      m->failed_in_backward = rc == NW_ENOMEM;
+      goto out;
+    }
+  }
   m->be->to_host(losses, a.losses, N * sizeof(float));
+  if ((rc = m->be->status()) < 0)
+    goto out; /* a fault of queued work shows at the copy */
   double sum = 0.0;
   for (size_t i = 0; i < N; i++)
     sum += losses[i];
@@ -374,6 +385,7 @@ int nw_model__forward_logits(nw_model *m, const int *inputs, int B, int T,
     m->be->to_device(a.inputs, inputs, N * sizeof(int));
     nw_forward(m, &a);
     m->be->to_host(logits, a.logits, N * m->cfg.vocab_size * sizeof(float));
+    rc = m->be->status();
   }
   nw_call_free(&cm);
   return rc;

@@ -74,6 +74,8 @@ int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
   }
   json_object_update(o, more);
   json_decref(more);
+  if (r->device_note[0])
+    json_object_set_new(o, "device_note", json_string(r->device_note));
   char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(o);
   if (!text) {
@@ -199,6 +201,11 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
   b = json_object_get(root, "emergency_checkpoint");
   r->emergency_checkpoint = json_is_true(b);
   nw_get_str(&rd, root, "checkpoint", r->checkpoint, sizeof r->checkpoint);
+  /* optional: present only when the process list is not complete */
+  json_t *note = json_object_get(root, "device_note");
+  if (json_is_string(note))
+    snprintf(r->device_note, sizeof r->device_note, "%s",
+             json_string_value(note));
   json_t *procs = json_object_get(root, "device_processes");
   if (!rd.failed && !json_is_array(procs)) {
     snprintf(err, errlen, "%s: field device_processes: not an array", path);

@@ -44,7 +44,10 @@ typedef struct {
   int version; /* NW_OOM_REPORT_VERSION */
   int pid;     /* the trainer that failed */
   char run_id[NW_RUN_ID_MAX];
-  char device[80]; /* "cpu:NAME" or "cuda:N" */
+  char device[80];       /* "cpu:NAME" or "cuda:N NAME" */
+  char device_note[256]; /* why device_processes is empty although the
+                            device may hold others ("nvml unavailable:
+                            ..."); "" when the list is complete */
   nw_phase phase;
   int step;       /* optimizer steps completed before the failure */
   int micro_step; /* micro-batch index within the step (-1 outside) */

@@ -75,6 +75,7 @@ int nw_optim_step(nw_optim *o, const nw_train_config *tc, int step,
   size_t n = nw_model_num_params(o->model);
 
   double norm = sqrt(be->sumsq(grads, n));
+  NW_TRY(be->status()); /* a device fault before the parameters change */
   *grad_norm = norm;
   if (!isfinite(norm))
     return NW_ENUMERIC; /* never write NaN into the parameters */
@@ -94,5 +95,5 @@ int nw_optim_step(nw_optim *o, const nw_train_config *tc, int step,
               o->v + ti->offset, ti->numel, lr, (float)tc->beta1,
               (float)tc->beta2, (float)tc->eps, wd, bc1, bc2, gs);
   }
-  return 0;
+  return be->status();
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "device.h"
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
@@ -41,6 +42,7 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   }
   t->cfg = *cfg;
   t->be = &nw_backend_cpu;
+  t->device = NW_DEVICE_CPU;
   t->phase = NW_PHASE_INIT;
   t->micro_step = -1;
   t->last_eval_step = -1;
@@ -58,18 +60,33 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
     snprintf(err, errlen, "out of host memory");
     goto fail;
   }
-  rc = nw_mem_create(&t->mem, 0);
+  nw_device_kind kind;
+  if ((rc = nw_device_resolve(&cfg->device, &kind, err, errlen)) < 0)
+    goto fail;
+  /* On a GPU device.memory caps what the domain holds (the card is shared
+   * for real); on the CPU it is the capacity of the virtual device. */
+  rc = nw_mem_create(&t->mem, kind == NW_DEVICE_CUDA ? cfg->device.memory : 0);
   if (rc < 0) {
     snprintf(err, errlen, "memory domain: %s", nw_strerror(rc));
     goto fail;
   }
-  /* A capacity makes the CPU a virtual device that processes share. */
-  if (cfg->device.memory > 0) {
+  if (kind == NW_DEVICE_CUDA) {
+    t->device = NW_DEVICE_CUDA; /* an OOM at open is reported as the GPU's */
+    if ((rc = nw_device_open(&cfg->device, t->mem, &t->be, err, errlen)) < 0)
+      goto fail;
+    char desc[128] = "", bus[32] = "";
+    nw_device_describe(desc, sizeof desc, bus, sizeof bus);
+    nw_info("device: %s (PCI %s), precision %s, cap %llu bytes", desc, bus,
+            cfg->device.precision, (unsigned long long)cfg->device.memory);
+  } else if (cfg->device.memory > 0) {
+    /* A capacity makes the CPU a virtual device that processes share. */
     rc = nw_vdev_open(&t->vdev, cfg->device.name, cfg->device.memory, t->run_id,
                       err, errlen);
     if (rc < 0)
       goto fail;
-    nw_mem_device dev = {t->vdev, nw_vdev_reserve_hook, nw_vdev_release_hook};
+    nw_mem_device dev = {.ctx = t->vdev,
+                         .reserve = nw_vdev_reserve_hook,
+                         .release = nw_vdev_release_hook};
     nw_mem_attach_device(t->mem, &dev);
   }
   rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
@@ -100,13 +117,15 @@ fail:
 void nw_trainer_destroy(nw_trainer *t) {
   if (!t)
     return;
-  nw_ckpt_writer_destroy(t->writer); /* waits for a write in flight */
+  nw_trainer_writer_destroy(t); /* waits for a write in flight */
   nw_batch_free(&t->batch);
   nw_optim_destroy(t->optim);
   if (t->model)
     nw_model_kv_free(t->model);
   nw_model_destroy(t->model);
   nw_data_close(t->data);
+  if (t->device == NW_DEVICE_CUDA)
+    nw_device_close();    /* its workspace back to the domain first */
   nw_mem_destroy(t->mem); /* returns its bytes to the device first */
   nw_vdev_close(t->vdev);
   free(t->len_hist);

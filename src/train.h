@@ -38,6 +38,7 @@ typedef struct nw_trainer {
   nw_config cfg;
   char run_id[NW_RUN_ID_MAX];
   const nw_backend *be;
+  int device;    /* nw_device_kind: NW_DEVICE_CPU or NW_DEVICE_CUDA */
   nw_vdev *vdev; /* the CPU virtual device; NULL when memory is unlimited */
   nw_mem *mem;
   nw_model *model;
@@ -50,7 +51,8 @@ typedef struct nw_trainer {
 
   /* Checkpoints */
   nw_ckpt_writer *writer;
-  int durable_step; /* step of the newest durable checkpoint; -1 */
+  int writer_pinned; /* its buffer is page-locked by the backend */
+  int durable_step;  /* step of the newest durable checkpoint; -1 */
   char durable_path[NW_PATH_MAX];
   double last_ckpt_time;              /* monotonic seconds of the last save */
   const volatile int *stop_requested; /* set by SIGTERM/SIGINT; may be NULL */
@@ -96,6 +98,8 @@ void nw_trainer_checkpoint_tick(nw_trainer *t);
 /* Writes a checkpoint of the current step now and waits for it (stop, end
  * of run, OOM). 0 when one is durable for t->step. */
 int nw_trainer_checkpoint_now(nw_trainer *t, const char *why);
+/* Waits for a write in flight and frees the writer (and unpins it). */
+void nw_trainer_writer_destroy(nw_trainer *t);
 
 /* Median padded micro-batch length seen so far (0 before the first). */
 int nw_trainer_median_seq_len(const nw_trainer *t);

@@ -50,7 +50,7 @@ static int nw_trainer_snapshot(nw_trainer *t, nw_ckpt_state *st) {
   } else {
     st->exp_avg = st->exp_avg_sq = NULL; /* no step taken yet */
   }
-  return 0;
+  return t->be->status(); /* a device fault must not reach a checkpoint */
 }
 
 /* A finished write: durable and retained, or reported. */
@@ -77,7 +77,34 @@ static void nw_trainer_checkpoint_done(nw_trainer *t, const nw_ckpt_result *r) {
 static int nw_trainer_ensure_writer(nw_trainer *t) {
   if (t->writer)
     return 0;
-  return nw_ckpt_writer_create(&t->writer, nw_model_num_params(t->model));
+  NW_TRY(nw_ckpt_writer_create(&t->writer, nw_model_num_params(t->model)));
+  if (t->be->host_pin) {
+    /* Page-locked, the copy from a GPU runs at full bus speed and needs no
+     * staging; unpinned it still works, only slower. */
+    size_t bytes;
+    void *buf = nw_ckpt_writer_buffer(t->writer, &bytes);
+    if (t->be->host_pin(buf, bytes) == 0)
+      t->writer_pinned = 1;
+    else
+      nw_warn("checkpoint buffer (%zu bytes) not page-locked: checkpoint "
+              "copies from the device will be slower",
+              bytes);
+  }
+  return 0;
+}
+
+void nw_trainer_writer_destroy(nw_trainer *t) {
+  if (!t->writer)
+    return;
+  nw_ckpt_result r;
+  nw_ckpt_writer_wait(t->writer, &r); /* the thread reads the buffer */
+  if (t->writer_pinned) {
+    size_t bytes;
+    t->be->host_unpin(nw_ckpt_writer_buffer(t->writer, &bytes));
+    t->writer_pinned = 0;
+  }
+  nw_ckpt_writer_destroy(t->writer);
+  t->writer = NULL;
 }
 
 /* Snapshots and starts a background write of the current step. */
@@ -212,6 +239,11 @@ int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
     t->be->to_device(nw_optim_exp_avg(t->optim), st.exp_avg, n * sizeof(float));
     t->be->to_device(nw_optim_exp_avg_sq(t->optim), st.exp_avg_sq,
                      n * sizeof(float));
+  }
+  if ((rc = t->be->status()) < 0) {
+    snprintf(err, errlen, "%s: copying the state to the device: %s", path,
+             nw_strerror(rc));
+    goto out;
   }
   t->step = (int)st.step;
   t->tokens_seen = st.tokens_seen;

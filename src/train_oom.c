@@ -6,9 +6,47 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "error.h"
+#include "gpu_procs.h"
 #include "log.h"
 #include "train.h"
+
+/* The card as NVML sees it: every process with its memory (this one left
+ * out), or, without NVML, a line saying why none are listed. */
+static void nw_fill_gpu_procs(const nw_trainer *t, nw_oom_report *r) {
+  (void)t;
+  uint64_t used = 0, cap = 0;
+  if (nw_device_usage(&used, &cap) == 0) {
+    r->device_used = used;
+    r->device_capacity = cap;
+  }
+  char desc[sizeof r->device] = "", bus[32] = "", err[sizeof r->device_note];
+  nw_device_describe(desc, sizeof desc, bus, sizeof bus);
+  snprintf(r->device, sizeof r->device, "%s", desc[0] ? desc : "cuda:0");
+  nw_gpu_proc procs[NW_OOM_MAX_PROCS];
+  int n = 0;
+  int rc = nw_gpu_list_processes(bus, procs, NW_OOM_MAX_PROCS, &n, NULL, NULL,
+                                 err, sizeof err);
+  if (rc < 0) {
+    /* the classifier then has only this process's own numbers */
+    snprintf(r->device_note, sizeof r->device_note, "%s", err);
+    nw_warn("OOM report: no process list: %s", err);
+    return;
+  }
+  if (n > NW_OOM_MAX_PROCS)
+    n = NW_OOM_MAX_PROCS;
+  int self = (int)getpid();
+  for (int i = 0; i < n; i++) {
+    if (procs[i].pid == self)
+      continue;
+    nw_device_proc *dp = &r->procs[r->n_procs++];
+    dp->pid = procs[i].pid;
+    dp->uid = procs[i].uid < 0 ? (unsigned)-1 : (unsigned)procs[i].uid;
+    snprintf(dp->run_id, sizeof dp->run_id, "%s", procs[i].run_id);
+    dp->bytes = procs[i].bytes;
+  }
+}
 
 void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   const nw_config *cfg = &t->cfg;
@@ -47,8 +85,10 @@ void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   }
   r->eval_release_cache = cfg->eval.release_cache;
 
-  /* The device as it stands now: the process table plays NVML's role. */
-  if (t->vdev) {
+  if (t->device == NW_DEVICE_CUDA) {
+    nw_fill_gpu_procs(t, r);
+  } else if (t->vdev) {
+    /* The device as it stands now: the process table plays NVML's role. */
     uint64_t used = 0, cap = 0;
     if (nw_vdev_usage(t->vdev, &used, &cap) == 0) {
       r->device_used = used;

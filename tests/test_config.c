@@ -114,6 +114,7 @@ static const char all_keys_conf[] =
     "type = auto\n"
     "name = gpu-box_7\n"
     "memory = 80GiB\n"
+    "precision = bf16\n"
     "[supervisor]\n"
     "hang_timeout = 2.5\n"
     "kill_grace = 7\n"
@@ -219,7 +220,7 @@ static void test_every_key_round_trips(void **state) {
     if (!strcmp(la, ld))
       fail_msg("all_keys_conf leaves a key at its default: %s", la);
   }
-  assert_int_equal(keys, 52);
+  assert_int_equal(keys, 53);
   free(text);
   free(deftext);
 

@@ -117,7 +117,8 @@ static void test_device_accounting(void **state) {
   fake_counter d = {0, 8192};
   nw_mem *m;
   assert_int_equal(nw_mem_create(&m, 0), 0);
-  nw_mem_device dev = {&d, counter_reserve, counter_release};
+  nw_mem_device dev = {
+      .ctx = &d, .reserve = counter_reserve, .release = counter_release};
   nw_mem_attach_device(m, &dev);
   void *a, *b;
   assert_int_equal(nw_mem_alloc(m, NW_MEM_PARAMS, 4096, &a), 0);
