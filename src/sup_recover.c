@@ -209,10 +209,9 @@ void nw_sup_foreign_recheck(nw_sup *s, double now) {
            bytes / NW_MIB, s->cfg.device.name,
            left ? "anyway (the policy decides again if it fails)" : "now");
   nw_warn("%s", ev);
-  nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:o, s:s}", "event", "alert",
-                             "cause", "duplicate-process", "evidence", ev,
-                             "processes", others, "delivery",
-                             "ledger only (no webhook configured)"));
+  nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:o}", "event", "alert", "cause",
+                             "duplicate-process", "evidence", ev, "processes",
+                             others));
   if (s->restart_at < now)
     s->restart_at = now;
   nw_sup_set_state(s, NW_SUP_BACKOFF, 0);
@@ -303,10 +302,9 @@ static void nw_sup_carry_out(nw_sup *s, const nw_decision *d,
            cls->foreign_bytes / NW_MIB, d->foreign_wait_seconds);
   nw_warn("%s", ev);
   nw_sup_ledger(s,
-                json_pack("{s:s, s:s, s:s, s:o, s:f, s:s}", "event", "alert",
+                json_pack("{s:s, s:s, s:s, s:o, s:f}", "event", "alert",
                           "cause", "duplicate-process", "evidence", ev, "pids",
-                          waited, "wait_s", d->foreign_wait_seconds, "delivery",
-                          "ledger only (no webhook configured)"));
+                          waited, "wait_s", d->foreign_wait_seconds));
   s->foreign_until = now + d->foreign_wait_seconds;
   nw_sup_set_state(s, NW_SUP_WAITING_FOREIGN, s->foreign_until);
 }
@@ -396,7 +394,8 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
   s->failed_step = have_rep ? rep.step : s->step;
   if (have_rep && rep.phase == NW_PHASE_INIT)
     s->failed_step = nw_sup_reached_step(s);
-  nw_warn("%s: cause %s: %s", event, cause_name, evidence);
+  nw_log_event(NW_LOG_WARN, cause_name, NULL, "%s: cause %s: %s", event,
+               cause_name, evidence);
   json_t *fe =
       json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:b}", "event", event,
                 "cause", cause_name, "evidence", evidence, "pid", pid,
@@ -429,7 +428,7 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
     char reason[1200];
     snprintf(reason, sizeof reason, "%s",
              rc < 0 ? (verr[0] ? verr : nw_strerror(rc)) : d.reason);
-    nw_error("giving up: %s", reason);
+    nw_log_event(NW_LOG_ERROR, cause_name, "give-up", "giving up: %s", reason);
     nw_sup_final(
         s, NW_SUP_GAVE_UP, NW_SUP_EXIT_FAILURE,
         json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i}", "event", "give-up",
@@ -448,8 +447,10 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
     s->fail_t = now;
     s->resume_failed_step = s->failed_step;
   }
-  nw_info("recovery %d: %s %s (%s); restart in %.1f s", s->recoveries,
-          cause_name, nw_action_name(d.action), d.summary, d.backoff_seconds);
+  nw_log_event(NW_LOG_INFO, cause_name, nw_action_name(d.action),
+               "recovery %d: %s %s (%s); restart in %.1f s", s->recoveries,
+               cause_name, nw_action_name(d.action), d.summary,
+               d.backoff_seconds);
   nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:i, s:f, "
                              "s:i, s:b}",
                              "event", "recovery", "cause", cause_name, "action",

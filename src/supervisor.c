@@ -54,11 +54,49 @@ const char *nw_sup_state_name(nw_sup_state s) {
 }
 
 void nw_sup_ledger(nw_sup *s, json_t *entry) {
-  if (entry)
+  const char *event = NULL;
+  unsigned bit = 0;
+  if (entry) {
     json_object_set_new(entry, "run_id", json_string(s->run_id));
+    event = json_string_value(json_object_get(entry, "event"));
+    bit = nw_alert_event_bit(event);
+    /* the run's first start: later starts belong to recoveries */
+    if (bit == NW_ALERT_EV_START && s->starts > 1)
+      bit = 0;
+  }
+  char where[512] = "";
+  if (bit) {
+    nw_alerter_describe(s->alerter, event, where, sizeof where);
+    /* every recovery says where its alert went, even "ledger only" */
+    if (bit == NW_ALERT_EV_RECOVERY || strncmp(where, "ledger only", 11))
+      json_object_set_new(entry, "delivery", json_string(where));
+  }
+  if (entry && bit) {
+    /* the alert carries the ledger line's time: a receiver can match them */
+    char now[40];
+    nw_ledger_now_iso(now, sizeof now);
+    json_object_set_new(entry, "time", json_string(now));
+  }
+  json_incref(entry);
   int rc = nw_ledger_append(&s->ledger, entry);
   if (rc < 0)
     nw_error("ledger %s: %s", s->ledger.path, nw_strerror(rc));
+  if (bit)
+    nw_alerter_post(s->alerter, entry);
+  json_decref(entry);
+}
+
+/* Finished deliveries, into the ledger (never posted again: "delivery" is
+ * not an event any hook takes). */
+static void nw_sup_take_outcomes(nw_sup *s) {
+  json_t *o;
+  while ((o = nw_alerter_take(s->alerter)))
+    nw_sup_ledger(s, o);
+}
+
+static void nw_sup_outcome_at_exit(void *user, json_t *outcome) {
+  json_incref(outcome); /* borrowed here; nw_sup_ledger steals */
+  nw_sup_ledger(user, outcome);
 }
 
 /* RUN_DIR/status.json, atomically: what `nightwatch status` shows. */
@@ -245,6 +283,7 @@ static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
     if (s->state == NW_SUP_STARTING) /* a foreign trainer without "start" */
       s->state = NW_SUP_RUNNING;
     s->step = nw_sup_int(o, "step", s->step);
+    nw_log_set_step(s->step);
     s->loss = json_number_value(json_object_get(o, "loss"));
     s->seq_len = nw_sup_int(o, "seq_len", 0);
     if (s->pending_resume) {
@@ -491,9 +530,14 @@ static double nw_sup_next_deadline(const nw_sup *s) {
 
 static int nw_sup_loop(nw_sup *s) {
   while (s->state != NW_SUP_FINISHED && s->state != NW_SUP_GAVE_UP) {
-    struct pollfd pfd[5 + NW_SUP_MAX_KILL];
-    int n = 0, i_pid = -1, i_st = -1, i_err = -1, i_kill = -1;
+    struct pollfd pfd[6 + NW_SUP_MAX_KILL];
+    int n = 0, i_pid = -1, i_st = -1, i_err = -1, i_kill = -1, i_alert = -1;
     pfd[n++] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
+    if (nw_alerter_fd(s->alerter) >= 0) {
+      i_alert = n;
+      pfd[n++] =
+          (struct pollfd){.fd = nw_alerter_fd(s->alerter), .events = POLLIN};
+    }
     if (s->child.pid > 0) {
       i_pid = n;
       pfd[n++] = (struct pollfd){.fd = s->child.pidfd, .events = POLLIN};
@@ -531,6 +575,8 @@ static int nw_sup_loop(nw_sup *s) {
     now = nw_sup_now();
     if (r > 0 && (pfd[0].revents & POLLIN))
       nw_sup_on_signals(s, now);
+    if (i_alert >= 0 && pfd[i_alert].revents)
+      nw_sup_take_outcomes(s);
     int beat = 0;
     if (i_st >= 0 && pfd[i_st].revents && s->child.status_fd >= 0)
       beat |= nw_sup_read_status(s, now);
@@ -610,6 +656,15 @@ int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen) {
     rc = NW_SUP_EXIT_FAILURE;
     goto out;
   }
+  /* after the mask: the worker thread inherits it and never takes them */
+  if (nw_alerter_start(&s->alerter, &s->cfg.alert, s->run_id, err, errlen) <
+      0) {
+    nw_sup_ledger(s, json_pack("{s:s, s:s, s:s}", "event", "config-error",
+                               "evidence", err, "action", "give up"));
+    rc = NW_SUP_EXIT_CONFIG;
+    goto out;
+  }
+  nw_log_set_run(s->run_id);
   nw_info("supervising run %s in %s (pid %d)", s->run_id, s->cfg.run.dir,
           (int)getpid());
   s->state = NW_SUP_BACKOFF;
@@ -638,6 +693,10 @@ out:
     close(s->kill_pidfd[k]);
   if (s->sigfd >= 0)
     close(s->sigfd);
+  /* the last alerts (give-up, finish) get drain_timeout to go out; every
+   * outcome is in the ledger before it closes */
+  nw_alerter_stop(s->alerter, nw_sup_outcome_at_exit, s);
+  s->alerter = NULL;
   sigprocmask(SIG_SETMASK, &old, NULL);
   nw_ledger_close(&s->ledger);
   nw_runlock_release(lockfd);

@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "sup_child.h"
 #include "supervisor.h"
+#include "webhook.h"
 
 typedef enum {
   NW_SUP_STOP_NONE,
@@ -48,6 +49,7 @@ typedef struct {
 
   int sigfd;
   nw_ledger ledger;
+  nw_alerter *alerter; /* NULL: no webhook configured */
   nw_sup_notify notify;
 
   /* the trainer */
@@ -89,7 +91,8 @@ typedef struct {
 
 double nw_sup_now(void);
 void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline);
-/* Appends to the ledger; a failing ledger is logged, never fatal. */
+/* Appends to the ledger (a failing ledger is logged, never fatal) and hands
+ * the entry to the webhooks whose events include it; steals entry. */
 void nw_sup_ledger(nw_sup *s, json_t *entry);
 
 /* sup_recover.c */
