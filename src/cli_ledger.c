@@ -64,6 +64,20 @@ static void nw_cl_detail(json_t *e, char *buf, size_t len) {
   } else if (!strcmp(ev, "give-up")) {
     nw_cl_settings(json_object_get(e, "settings"), a, sizeof a);
     snprintf(buf, len, "%s [%s]", nw_cl_str(e, "evidence"), a);
+  } else if (!strcmp(ev, "delivery")) {
+    /* "recovery -> default (hooks.slack.com): delivered, 2 attempts, HTTP
+     * 200, 0.41 s" */
+    int n =
+        snprintf(buf, len,
+                 "%s -> %s (%s): %s, %d attempt%s, HTTP %d, "
+                 "%.2f s",
+                 nw_cl_str(e, "of"), nw_cl_str(e, "hook"), nw_cl_str(e, "host"),
+                 nw_cl_str(e, "outcome"), nw_cl_int(e, "attempts", 0),
+                 nw_cl_int(e, "attempts", 0) == 1 ? "" : "s",
+                 nw_cl_int(e, "http_status", 0), nw_cl_num(e, "seconds"));
+    const char *err = json_string_value(json_object_get(e, "error"));
+    if (err && n > 0 && (size_t)n < len)
+      snprintf(buf + n, len - (size_t)n, ": %s", err);
   } else if (!strcmp(ev, "kill")) {
     char *pids = json_dumps(json_object_get(e, "pids"), JSON_COMPACT);
     snprintf(buf, len, "SIGTERM to duplicates %s, SIGKILL after %.0f s",

@@ -45,7 +45,9 @@ int nw_ledger_append(nw_ledger *l, json_t *obj) {
     return NW_EHOSTMEM;
   }
   json_decref(obj);
-  char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  /* 15 digits: 1.19, not 1.1899999999999999 (a double's 17) */
+  char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                    JSON_REAL_PRECISION(15));
   json_decref(line);
   if (!text)
     return NW_EHOSTMEM;
