@@ -6,7 +6,7 @@
  *
  * Journal records carry MESSAGE, PRIORITY (error 3, warn 4, info 6,
  * debug 7), SYSLOG_IDENTIFIER (the prefix) and, when known, RUN, STEP,
- * CAUSE and ACTION (docs/operations-logs.md). A record the journal does not
+ * CAUSE and ACTION (docs/operations.md). A record the journal does not
  * take goes to stderr instead: no line is ever lost. Safe to call from
  * several threads; never from a signal handler. */
 #ifndef NW_LOG_H

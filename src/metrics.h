@@ -1,6 +1,6 @@
 /* metrics.h — a run's state in the Prometheus text exposition format, for
  * node_exporter's textfile collector (`nightwatch status RUN_DIR --metrics
- * FILE`; docs/operations-logs.md lists the metrics).
+ * FILE`; docs/operations.md lists the metrics).
  * defines: nw_metrics, NW_METRICS_CAUSES, nw_metrics_cause_name,
  *          nw_metrics_collect, nw_metrics_format, nw_metrics_write
  *

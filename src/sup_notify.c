@@ -1,5 +1,5 @@
 /* sup_notify.c — what `nightwatch run` tells systemd, and when
- * (docs/operations-systemd.md has the message table).
+ * (docs/operations.md has the message table).
  *
  * READY=1 at the trainer's first step (once per run: restarts after a
  * recovery do not make the run "not ready" again); STATUS= on every state

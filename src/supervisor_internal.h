@@ -24,7 +24,7 @@ typedef enum {
 
 #define NW_SUP_MAX_KILL NW_CLASSIFY_MAX_PIDS
 
-/* What systemd has been told (sup_notify.c, docs/operations-systemd.md). */
+/* What systemd has been told (sup_notify.c, docs/operations.md). */
 typedef struct {
   nw_notify n;
   int ready;           /* READY=1 sent: once per run, at the first step */

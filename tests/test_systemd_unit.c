@@ -177,7 +177,7 @@ static void expect(const char *text, const char *key, const char *want) {
   assert_string_equal(v, want);
 }
 
-/* What docs/operations-systemd.md promises of nightwatch@.service. */
+/* What docs/operations.md promises of nightwatch@.service. */
 static void test_service_contract(void **state) {
   (void)state;
   char *t = slurp(NW_BINARY_DIR "/systemd/nightwatch@.service");
