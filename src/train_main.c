@@ -62,6 +62,8 @@ static int nw_exit_oom(nw_trainer *t) {
 
 int main(int argc, char **argv) {
   nw_log_set_prefix("train");
+  /* the supervisor's run id: the journal's RUN= field on our records too */
+  nw_log_set_run(getenv("NIGHTWATCH_RUN_ID"));
   /* A supervisor that went away must not kill us through a status write. */
   signal(SIGPIPE, SIG_IGN);
 
