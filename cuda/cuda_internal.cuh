@@ -17,6 +17,7 @@
 
 extern "C" {
 #include "backend.h" // defines: nw_backend
+#include "device.h"  // defines: NW_GPU_* workspace sizes
 #include "error.h"   // defines: NW_E*
 #include "mem.h"     // defines: nw_mem
 #include "nw_cuda.h" // defines: nw_precision
@@ -25,12 +26,12 @@ extern "C" {
 /* Floats of the scratch for two-stage column sums (bias and LayerNorm
  * parameter gradients): partial sums of row chunks, then their sum in a
  * fixed order, so results never depend on scheduling (no atomics). */
-#define NW_CU_RED_FLOATS (1u << 20)
+#define NW_CU_RED_FLOATS NW_GPU_RED_FLOATS
 /* Blocks of the sum of squares: fixed, so the bits of the gradient norm do
  * not depend on the card. */
-#define NW_CU_SUMSQ_BLOCKS 256
+#define NW_CU_SUMSQ_BLOCKS NW_GPU_SUMSQ_BLOCKS
 /* cuBLAS workspace: 32 MiB, what NVIDIA recommends for Hopper. */
-#define NW_CU_CUBLAS_WORKSPACE (32u << 20)
+#define NW_CU_CUBLAS_WORKSPACE NW_GPU_CUBLAS_WORKSPACE
 
 typedef struct {
   int open;

@@ -12,6 +12,12 @@
 #include "nw_cuda.h" // defines: nw_cuda_device_count, nw_cuda_open, ...
 #endif
 
+uint64_t nw_device_fixed_bytes(const nw_device_config *dc) {
+  int gpu = strcmp(dc->type, "cuda") == 0 ||
+            (strcmp(dc->type, "auto") == 0 && nw_device_built_with_cuda());
+  return gpu ? nw_mem_block_bytes(NW_GPU_SCRATCH_BYTES) : 0;
+}
+
 int nw_device_built_with_cuda(void) {
 #ifdef NW_HAVE_CUDA
   return 1;

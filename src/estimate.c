@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "device.h"
 #include "error.h"
 #include "model.h"
 
@@ -19,6 +20,8 @@ void nw_estimate_static(const nw_config *cfg, nw_estimate *e) {
   e->bytes[NW_MEM_PARAMS] = p;
   e->bytes[NW_MEM_GRADS] = p;
   e->bytes[NW_MEM_OPTIMIZER] = 2 * p; /* exp_avg and exp_avg_sq */
+  /* a GPU's cuBLAS workspace and reduction scratch (device.h) */
+  e->bytes[NW_MEM_WORKSPACE] = nw_device_fixed_bytes(&cfg->device);
   nw_estimate_sum(e);
 }
 
