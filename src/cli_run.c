@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "sup_child.h"
 #include "supervisor.h"
+#include "world.h"
 
 static void nw_cli_run_usage(FILE *f) {
   fputs("usage: nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR]\n"
@@ -144,6 +145,7 @@ int nw_cli_run(int argc, char **argv) {
       fprintf(stderr, "nightwatch run: %s\n", err);
       goto out;
     }
+  nw_world_resolve(&o.cfg);
   if (nw_config_validate(&o.cfg, err, sizeof err) < 0) {
     fprintf(stderr, "nightwatch run: %s%s%s\n", a.config ? a.config : "",
             a.config ? ": " : "", err);

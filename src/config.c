@@ -115,7 +115,12 @@ static const nw__cfg_key nw__cfg_keys[] = {
             "by recovery"),
     NW__INT(batch, micro, "8", 1, 1 << 20,
             "sequences per forward/backward on one rank"),
-    NW__INT(batch, world, "1", 1, 4096, "data-parallel ranks"),
+    /* world.size lives in batch.world: the batch arithmetic needs it */
+    {"world", "size", NW__CFG_INT, offsetof(nw_config, batch.world),
+     sizeof(int), "0", 0, 4096, 0, NULL,
+     "data-parallel ranks, one per device; 0 = one per GPU on this host "
+     "(CUDA_VISIBLE_DEVICES respected) with device.type cuda or auto, else "
+     "1"},
 
     NW__INT(train, steps, "2000", 0, NW__BIG, "optimizer steps in the run"),
     NW__DBL(train, lr, "0.003", 0, 10, 0, "peak learning rate"),
@@ -778,12 +783,12 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen) {
                     "model.n_embd (%d) is not divisible by model.n_head (%d)",
                     m->n_embd, m->n_head);
   const nw_batch_config *b = &cfg->batch;
-  long long per_step = (long long)b->micro * b->world;
+  long long per_step = (long long)b->micro * (b->world > 0 ? b->world : 1);
   if (b->effective % per_step)
     nw__cfg_problem(&o, &n,
                     "batch.effective (%d) is not divisible by batch.micro (%d) "
-                    "x batch.world (%d)",
-                    b->effective, b->micro, b->world);
+                    "x world.size (%d)",
+                    b->effective, b->micro, b->world > 0 ? b->world : 1);
   const nw_train_config *t = &cfg->train;
   if (t->min_lr > t->lr)
     nw__cfg_problem(&o, &n, "train.min_lr (%g) is greater than train.lr (%g)",

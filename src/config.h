@@ -45,7 +45,7 @@ typedef struct {
 typedef struct {
   int effective; /* sequences per optimizer step, all ranks together */
   int micro;     /* sequences per forward/backward on one rank */
-  int world;     /* data-parallel ranks */
+  int world;     /* data-parallel ranks: the key world.size; 0 = auto */
 } nw_batch_config;
 
 typedef struct {
@@ -133,9 +133,10 @@ static inline int nw_config_max_len(const nw_config *c) {
   return c->data.max_len > 0 ? c->data.max_len : c->model.max_seq_len;
 }
 
-/* accumulation = effective / (micro * world) */
+/* accumulation = effective / (micro * world); an unresolved world (0,
+ * auto: nw_world_resolve) counts as 1 */
 static inline int nw_config_accum(const nw_batch_config *b) {
-  return b->effective / (b->micro * b->world);
+  return b->effective / (b->micro * (b->world > 0 ? b->world : 1));
 }
 
 #endif

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "train.h"
 #include "vdev.h"
+#include "world.h"
 
 static void nw_usage(FILE *f) {
   fputs(
@@ -130,6 +131,7 @@ int main(int argc, char **argv) {
       nw_error("%s", err);
       return NW_EXIT_CONFIG;
     }
+  nw_world_resolve(&cfg);
   if (nw_config_validate(&cfg, err, sizeof err) < 0) {
     nw_error("%s%s%s", config_path ? config_path : "", config_path ? ": " : "",
              err);

@@ -81,7 +81,8 @@ static const char all_keys_conf[] =
     "[batch]\n"
     "effective = 512\n"
     "micro = 16\n"
-    "world = 4\n"
+    "[world]\n"
+    "size = 4\n"
     "[train]\n"
     "steps = 5000\n"
     "lr = 6e-4\n"
@@ -581,7 +582,7 @@ static void test_validate_cross_checks(void **state) {
   c.batch.effective = 30;
   assert_int_equal(nw_config_validate(&c, err, sizeof err), NW_ECONFIG);
   assert_string_equal(err, "batch.effective (30) is not divisible by "
-                           "batch.micro (8) x batch.world (1)");
+                           "batch.micro (8) x world.size (1)");
 
   nw_config_defaults(&c);
   c.model.n_embd = 130;
