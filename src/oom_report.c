@@ -225,3 +225,11 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
   json_decref(root);
   return rd.failed ? NW_EDATA : 0;
 }
+
+void nw_oom_report_path(const char *dir, int rank, int world, char *buf,
+                        size_t len) {
+  if (world <= 1)
+    snprintf(buf, len, "%s/%s", dir, NW_OOM_REPORT_FILE);
+  else
+    snprintf(buf, len, "%s/oom-report-rank%d.json", dir, rank);
+}

@@ -75,6 +75,12 @@ typedef struct {
 #define NW_OOM_REPORT_VERSION 1
 #define NW_OOM_REPORT_FILE "oom-report.json"
 
+/* Where rank `rank` of a world of `world` puts its report: DIR/oom-report.json
+ * for a single rank, DIR/oom-report-rank<R>.json for several (ranks can fail
+ * at once; each report stays whole). The supervisor reads the same path. */
+void nw_oom_report_path(const char *dir, int rank, int world, char *buf,
+                        size_t len);
+
 /* Writes DIR/oom-report.json atomically. */
 int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
                         size_t errlen);
