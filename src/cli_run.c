@@ -151,6 +151,14 @@ int nw_cli_run(int argc, char **argv) {
             a.config ? ": " : "", err);
     goto out;
   }
+  if (o.cfg.batch.world > NW_SUP_MAX_RANKS) {
+    fprintf(stderr,
+            "nightwatch run: world.size (%d) is more than the %d ranks one "
+            "supervisor runs: run one supervisor per node "
+            "(docs/multi-gpu.md)\n",
+            o.cfg.batch.world, NW_SUP_MAX_RANKS);
+    goto out;
+  }
   nw_policy_defaults(&o.policy);
   if (a.policy) {
     int nerr = 0;

@@ -21,6 +21,7 @@
 #include "oom_report.h"
 #include "supervisor_internal.h"
 #include "vdev.h"
+#include "world.h"
 
 #define NW_MIB (1024.0 * 1024.0)
 
@@ -108,8 +109,8 @@ static int nw_sup_still_ours(nw_sup *s, int pid, int same_user_only) {
   nw_vdev_proc procs[NW_VDEV_SLOTS];
   int n = 0;
   char err[256];
-  if (nw_vdev_list_by_name(s->cfg.device.name, procs, NW_VDEV_SLOTS, &n, NULL,
-                           err, sizeof err) < 0)
+  if (nw_vdev_list_by_name(s->fail_device, procs, NW_VDEV_SLOTS, &n, NULL, err,
+                           sizeof err) < 0)
     return 0;
   for (int i = 0; i < n && i < NW_VDEV_SLOTS; i++)
     if (procs[i].pid == pid && procs[i].uid == (unsigned)getuid() &&
@@ -182,8 +183,8 @@ static json_t *nw_sup_device_others(nw_sup *s, uint64_t *bytes) {
   int n = 0;
   char err[256];
   if (strncmp(s->cfg.device.type, "cpu", 3) ||
-      nw_vdev_list_by_name(s->cfg.device.name, procs, NW_VDEV_SLOTS, &n, NULL,
-                           err, sizeof err) < 0)
+      nw_vdev_list_by_name(s->fail_device, procs, NW_VDEV_SLOTS, &n, NULL, err,
+                           sizeof err) < 0)
     return a;
   for (int i = 0; i < n && i < NW_VDEV_SLOTS; i++) {
     if (!procs[i].bytes)
@@ -206,7 +207,7 @@ void nw_sup_foreign_recheck(nw_sup *s, double now) {
            "after waiting %.1f s, %zu other process%s hold%s %.1f MiB of "
            "device %s; restarting %s",
            now - s->fail_t, left, left == 1 ? "" : "es", left == 1 ? "s" : "",
-           bytes / NW_MIB, s->cfg.device.name,
+           bytes / NW_MIB, s->fail_device,
            left ? "anyway (the policy decides again if it fails)" : "now");
   nw_warn("%s", ev);
   nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:o}", "event", "alert", "cause",
@@ -236,10 +237,10 @@ static void nw_sup_final(nw_sup *s, nw_sup_state st, int code, json_t *e) {
 }
 
 /* The trainer's report, if it is this trainer's. */
-static int nw_sup_read_report(nw_sup *s, int pid, nw_oom_report *rep,
-                              char *path, size_t pathlen) {
+static int nw_sup_read_report(nw_sup *s, int rank, int world, int pid,
+                              nw_oom_report *rep, char *path, size_t pathlen) {
   char err[512];
-  snprintf(path, pathlen, "%s/%s", s->cfg.run.dir, NW_OOM_REPORT_FILE);
+  nw_oom_report_path(s->cfg.run.dir, rank, world, path, pathlen);
   if (nw_oom_report_read(path, rep, err, sizeof err) < 0) {
     if (access(path, F_OK) == 0)
       nw_warn("OOM report: %s", err);
@@ -309,10 +310,15 @@ static void nw_sup_carry_out(nw_sup *s, const nw_decision *d,
   nw_sup_set_state(s, NW_SUP_WAITING_FOREIGN, s->foreign_until);
 }
 
-void nw_sup_on_exit(nw_sup *s, int wstatus) {
+void nw_sup_on_exit(nw_sup *s, int r, int wstatus) {
   double now = nw_sup_now();
-  int pid = (int)s->child.pid;
-  nw_child_close(&s->child);
+  int pid = (int)s->rank[r].child.pid, world = s->n_ranks;
+  int self_pids[NW_SUP_MAX_RANKS];
+  for (int k = 0; k < world; k++)
+    self_pids[k] = (int)s->rank[k].child.pid;
+  nw_sup_ranks_close(s);
+  /* what the recovery looks at: the failing rank's device and report */
+  nw_world_device_name(&s->cfg, r, s->fail_device, sizeof s->fail_device);
   int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
   int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
   char how[128];
@@ -351,8 +357,8 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
   s->stop_reason = NW_SUP_STOP_NONE;
   static nw_oom_report rep; /* large; one exit at a time */
   char report_path[NW_PATH_MAX + 32];
-  int have_rep =
-      nw_sup_read_report(s, pid, &rep, report_path, sizeof report_path);
+  int have_rep = nw_sup_read_report(s, r, world, pid, &rep, report_path,
+                                    sizeof report_path);
   nw_observations obs;
   memset(&obs, 0, sizeof obs);
   obs.exit_code = code;
@@ -360,7 +366,8 @@ void nw_sup_on_exit(nw_sup *s, int wstatus) {
   obs.stderr_cuda_oom = s->stderr_oom;
   obs.self_uid = (unsigned)getuid();
   snprintf(obs.run_id, sizeof obs.run_id, "%s", s->run_id);
-  obs.self_pids[obs.n_self_pids++] = pid;
+  for (int k = 0; k < world && obs.n_self_pids < NW_CLASSIFY_MAX_SELF; k++)
+    obs.self_pids[obs.n_self_pids++] = self_pids[k];
   uint64_t after = 0;
   if (s->oom_kill_known && nw_sup_oom_kill_count(&after) == 0 &&
       after > s->oom_kill_before)

@@ -106,14 +106,18 @@ static void nw_sup_write_status(nw_sup *s, double now) {
   json_t *o = json_pack(
       "{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:o, s:i, s:i}",
       "updated", now_iso, "state", nw_sup_state_name(s->state),
-      "supervisor_pid", (int)getpid(), "trainer_pid", (int)s->child.pid, "step",
-      s->step, "steps", s->total_steps, "loss", s->loss, "seq_len", s->seq_len,
-      "recoveries", s->recoveries, "starts", s->starts, "settings",
+      "supervisor_pid", (int)getpid(), "trainer_pid", (int)s->rank[0].child.pid,
+      "step", s->step, "steps", s->total_steps, "loss", s->loss, "seq_len",
+      s->seq_len, "recoveries", s->recoveries, "starts", s->starts, "settings",
       nw_ledger_settings(&s->cfg), "hang_timeout_s",
       (int)s->cfg.supervisor.hang_timeout, "exit_code", s->exit_code);
   if (!o)
     return;
   json_object_set_new(o, "run_id", json_string(s->run_id));
+  json_t *pids = json_array();
+  for (int r = 0; r < s->n_ranks; r++)
+    json_array_append_new(pids, json_integer(s->rank[r].child.pid));
+  json_object_set_new(o, "trainer_pids", pids);
   char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(o);
   if (!text)
@@ -136,126 +140,6 @@ void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline) {
   nw_sup_notify_state(s, now);
 }
 
-/* ---- starting the trainer ---- */
-
-static int nw_sup_argv(nw_sup *s, char **argv, int max, char (*buf)[96]) {
-  const nw_sup_options *o = s->opt;
-  int n = 0, b = 0;
-  if (o->command) {
-    for (int i = 0; o->command[i] && n < max - 1; i++)
-      argv[n++] = o->command[i];
-    argv[n] = NULL;
-    return n;
-  }
-  argv[n++] = (char *)o->train_bin;
-  if (o->config_path)
-    argv[n++] = (char *)o->config_path;
-  for (int i = 0; i < o->n_sets && n < max - 12; i++) {
-    argv[n++] = "--set";
-    argv[n++] = o->sets[i];
-  }
-  /* the settings recovery changes, after the user's: the last one wins */
-  snprintf(buf[b], 96, "batch.micro=%d", s->cfg.batch.micro);
-  snprintf(buf[b + 1], 96, "data.max_len=%d", s->cfg.data.max_len);
-  snprintf(buf[b + 2], 96, "eval.batch=%d", s->cfg.eval.batch);
-  snprintf(buf[b + 3], 96, "eval.release_cache=%s",
-           s->cfg.eval.release_cache ? "true" : "false");
-  for (int i = 0; i < 4; i++) {
-    argv[n++] = "--set";
-    argv[n++] = buf[b + i];
-  }
-  argv[n++] = "--resume";
-  argv[n++] = "auto";
-  argv[n] = NULL;
-  return n;
-}
-
-/* The environment contract of docs/protocol.md ("Supervising a foreign
- * trainer"); the trainer never talks to systemd itself. */
-static char **nw_sup_env(nw_sup *s) {
-  static const char *const unset[] = {"NOTIFY_SOCKET",
-                                      "WATCHDOG_USEC",
-                                      "WATCHDOG_PID",
-                                      "NIGHTWATCH_RUN_ID",
-                                      "NIGHTWATCH_MICRO_BATCH",
-                                      "NIGHTWATCH_ACCUMULATION",
-                                      "NIGHTWATCH_EFFECTIVE_BATCH",
-                                      "NIGHTWATCH_MAX_SEQ_LEN",
-                                      "NIGHTWATCH_EVAL_BATCH",
-                                      "NIGHTWATCH_RELEASE_CACHE",
-                                      "NIGHTWATCH_RESUME",
-                                      "NIGHTWATCH_RUN_DIR",
-                                      NULL};
-  static char v[10][NW_PATH_MAX + 64];
-  const nw_config *c = &s->cfg;
-  int n = 0;
-  snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RUN_ID=%s", s->run_id);
-  if (s->opt->command) {
-    char resume[NW_PATH_MAX] = "", err[512];
-    if (nw_ckpt_find_latest(c->run.dir, c->checkpoint.verify_timeout, resume,
-                            sizeof resume, NULL, NULL, err, sizeof err) < 0)
-      resume[0] = '\0';
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_MICRO_BATCH=%d", c->batch.micro);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_ACCUMULATION=%d",
-             nw_config_accum(&c->batch));
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_EFFECTIVE_BATCH=%d",
-             c->batch.effective);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_MAX_SEQ_LEN=%d",
-             nw_config_max_len(c));
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_EVAL_BATCH=%d", c->eval.batch);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RELEASE_CACHE=%d",
-             c->eval.release_cache);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RESUME=%s", resume);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RUN_DIR=%s", c->run.dir);
-  }
-  const char *set[11];
-  for (int i = 0; i < n; i++)
-    set[i] = v[i];
-  set[n] = NULL;
-  return nw_child_env_build(unset, set);
-}
-
-static void nw_sup_start(nw_sup *s) {
-  char *argv[512], buf[4][96], err[1024];
-  nw_sup_argv(s, argv, 512, buf);
-  char **env = nw_sup_env(s);
-  if (!env) {
-    s->exit_code = NW_SUP_EXIT_FAILURE;
-    nw_sup_set_state(s, NW_SUP_GAVE_UP, 0);
-    return;
-  }
-  s->oom_kill_known = nw_sup_oom_kill_count(&s->oom_kill_before) == 0;
-  nw_child_spec spec = {argv, env, s->opt->command != NULL};
-  double now = nw_sup_now();
-  int rc = nw_child_spawn(&spec, &s->child, err, sizeof err);
-  nw_child_env_free(env);
-  if (rc < 0) {
-    /* exec failed (config error, never retried) or no fork: both final */
-    nw_error("cannot start the trainer: %s", err);
-    s->exit_code = rc == NW_ECONFIG ? NW_SUP_EXIT_CONFIG : NW_SUP_EXIT_FAILURE;
-    nw_sup_ledger(s, json_pack("{s:s, s:s, s:s}", "event", "config-error",
-                               "evidence", err, "action", "give up"));
-    nw_sup_set_state(s, NW_SUP_GAVE_UP, 0);
-    return;
-  }
-  s->starts++;
-  s->spawn_t = s->last_line_t = now;
-  s->line_len = 0;
-  s->err_tail[0] = '\0';
-  s->stderr_oom = s->seen_stop = s->seen_finish = s->seen_oom = 0;
-  s->start_line_t = s->resume_line_t = 0;
-  s->resume_step = -1;
-  nw_recovery_history_started(&s->hist, now);
-  nw_info("trainer started: pid %d (start %d), micro %d accum %d max_len %d",
-          (int)s->child.pid, s->starts, s->cfg.batch.micro,
-          nw_config_accum(&s->cfg.batch), nw_config_max_len(&s->cfg));
-  nw_sup_ledger(s, json_pack("{s:s, s:i, s:i, s:o, s:i}", "event", "start",
-                             "pid", (int)s->child.pid, "start", s->starts,
-                             "settings", nw_ledger_settings(&s->cfg),
-                             "supervisor_pid", (int)getpid()));
-  nw_sup_set_state(s, NW_SUP_STARTING, now + s->cfg.supervisor.hang_timeout);
-}
-
 /* ---- status lines ---- */
 
 static int nw_sup_int(json_t *o, const char *k, int def) {
@@ -263,12 +147,20 @@ static int nw_sup_int(json_t *o, const char *k, int def) {
   return json_is_integer(v) ? (int)json_integer_value(v) : def;
 }
 
-static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
+void nw_sup_on_line(nw_sup *s, int r, const char *text, double now) {
   json_t *o = json_loads(text, 0, NULL);
   const char *ev = json_string_value(json_object_get(o, "event"));
   if (!ev) {
     json_decref(o);
     return; /* not ours: ignored, as unknown fields are */
+  }
+  /* every rank's line is a heartbeat; progress is rank 0's (all ranks take
+   * the same steps), an oom line is news from any rank */
+  if (r != 0) {
+    if (!strcmp(ev, "oom"))
+      s->seen_oom = 1;
+    json_decref(o);
+    return;
   }
   if (!strcmp(ev, "start")) {
     s->step = s->start_step = nw_sup_int(o, "step", 0);
@@ -291,10 +183,11 @@ static void nw_sup_on_line(nw_sup *s, const char *text, double now) {
       int from = s->start_step;
       json_t *e = json_pack(
           "{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f}", "event",
-          "resumed", "pid", (int)s->child.pid, "step", s->step, "resumed_from",
-          from, "failed_step", s->resume_failed_step, "steps_lost",
-          s->resume_failed_step - from, "seconds_to_recover", now - s->fail_t,
-          "backoff_s", s->spawn_t - s->fail_t, "process_start_s",
+          "resumed", "pid", (int)s->rank[0].child.pid, "step", s->step,
+          "resumed_from", from, "failed_step", s->resume_failed_step,
+          "steps_lost", s->resume_failed_step - from, "seconds_to_recover",
+          now - s->fail_t, "backoff_s", s->spawn_t - s->fail_t,
+          "process_start_s",
           s->start_line_t > 0 ? s->start_line_t - s->spawn_t : -1.0,
           "first_step_s", now - s->spawn_t);
       if (e && s->resume_line_t > 0)
@@ -321,89 +214,16 @@ static void nw_sup_heartbeat(nw_sup *s, double now) {
     s->deadline = now + s->cfg.supervisor.hang_timeout;
 }
 
-/* Reads what the pipe holds; returns 1 when lines (or, for a foreign
- * trainer's stderr, any output) arrived. */
-static int nw_sup_read_status(nw_sup *s, double now) {
-  int got = 0;
-  for (;;) {
-    if (s->line_len == sizeof s->line - 1) /* a line too long: drop it */
-      s->line_len = 0;
-    ssize_t n = read(s->child.status_fd, s->line + s->line_len,
-                     sizeof s->line - 1 - s->line_len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      if (n == 0 || errno != EAGAIN) {
-        close(s->child.status_fd);
-        s->child.status_fd = -1;
-      }
-      break;
-    }
-    s->line_len += (size_t)n;
-    s->line[s->line_len] = '\0';
-    char *p = s->line, *nl;
-    while ((nl = strchr(p, '\n'))) {
-      *nl = '\0';
-      nw_sup_on_line(s, p, now);
-      got = 1;
-      p = nl + 1;
-    }
-    s->line_len -= (size_t)(p - s->line);
-    memmove(s->line, p, s->line_len);
-  }
-  return got;
-}
-
-static const char *const nw_sup_oom_words[] = {"CUDA out of memory",
-                                               "CUBLAS_STATUS_ALLOC_FAILED",
-                                               "OutOfMemoryError", NULL};
-
-/* A foreign trainer's stderr: copied to ours, scanned for OOM messages
- * (across read boundaries through err_tail). */
-static int nw_sup_read_stderr(nw_sup *s) {
-  int got = 0;
-  char buf[4096 + sizeof s->err_tail];
-  for (;;) {
-    size_t tail = strlen(s->err_tail);
-    memcpy(buf, s->err_tail, tail);
-    ssize_t n = read(s->child.stderr_fd, buf + tail, 4096);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      if (n == 0 || errno != EAGAIN) {
-        close(s->child.stderr_fd);
-        s->child.stderr_fd = -1;
-      }
-      break;
-    }
-    got = 1;
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = write(2, buf + tail + off, (size_t)(n - off));
-      if (w <= 0 && errno != EINTR)
-        break;
-      off += w > 0 ? w : 0;
-    }
-    size_t len = tail + (size_t)n;
-    buf[len] = '\0';
-    for (int i = 0; nw_sup_oom_words[i]; i++)
-      if (memmem(buf, len, nw_sup_oom_words[i], strlen(nw_sup_oom_words[i])))
-        s->stderr_oom = 1;
-    size_t keep = len < 63 ? len : 63; /* longer than the longest word */
-    memcpy(s->err_tail, buf + len - keep, keep);
-    s->err_tail[keep] = '\0';
-  }
-  return got;
-}
-
 /* ---- signals, deadlines ---- */
 
 static void nw_sup_stop(nw_sup *s, double now, const char *why) {
   switch (s->state) {
   case NW_SUP_STARTING:
   case NW_SUP_RUNNING:
-    nw_info("%s: stopping the trainer (pid %d): SIGTERM, %.0f s grace", why,
-            (int)s->child.pid, s->cfg.supervisor.kill_grace);
-    nw_child_signal_group(&s->child, SIGTERM);
+    nw_info("%s: stopping the trainer (pid %d%s): SIGTERM, %.0f s grace", why,
+            (int)s->rank[0].child.pid, s->n_ranks > 1 ? " and its peers" : "",
+            s->cfg.supervisor.kill_grace);
+    nw_sup_signal_ranks(s, SIGTERM);
     s->stop_reason = NW_SUP_STOP_REQUESTED;
     nw_sup_set_state(s, NW_SUP_STOPPING, now + s->cfg.supervisor.kill_grace);
     break;
@@ -487,21 +307,21 @@ static void nw_sup_on_deadline(nw_sup *s, double now) {
              "SIGKILL after %.1f s",
              now - s->last_line_t, s->cfg.supervisor.hang_timeout, s->step,
              s->cfg.supervisor.kill_grace);
-    nw_warn("trainer %d hangs: %s", (int)s->child.pid, ev);
+    nw_warn("trainer %d hangs: %s", (int)s->rank[0].child.pid, ev);
     nw_sup_ledger(s, json_pack("{s:s, s:s, s:s, s:i, s:i}", "event", "hang",
                                "cause", "hang", "evidence", ev, "pid",
-                               (int)s->child.pid, "step", s->step));
+                               (int)s->rank[0].child.pid, "step", s->step));
     /* SIGCONT: a stopped trainer gets to checkpoint on the SIGTERM */
-    nw_child_signal_group(&s->child, SIGTERM);
-    nw_child_signal_group(&s->child, SIGCONT);
+    nw_sup_signal_ranks(s, SIGTERM);
+    nw_sup_signal_ranks(s, SIGCONT);
     s->stop_reason = NW_SUP_STOP_HANG;
     nw_sup_set_state(s, NW_SUP_STOPPING, now + s->cfg.supervisor.kill_grace);
     break;
   }
   case NW_SUP_STOPPING:
-    nw_warn("trainer %d still there after %.1f s: SIGKILL", (int)s->child.pid,
-            s->cfg.supervisor.kill_grace);
-    nw_child_signal_group(&s->child, SIGKILL);
+    nw_warn("trainer %d still there after %.1f s: SIGKILL",
+            (int)s->rank[0].child.pid, s->cfg.supervisor.kill_grace);
+    nw_sup_signal_ranks(s, SIGKILL);
     s->deadline = 0; /* the pidfd tells when it is gone */
     break;
   case NW_SUP_BACKOFF:
@@ -530,25 +350,31 @@ static double nw_sup_next_deadline(const nw_sup *s) {
 
 static int nw_sup_loop(nw_sup *s) {
   while (s->state != NW_SUP_FINISHED && s->state != NW_SUP_GAVE_UP) {
-    struct pollfd pfd[6 + NW_SUP_MAX_KILL];
-    int n = 0, i_pid = -1, i_st = -1, i_err = -1, i_kill = -1, i_alert = -1;
+    struct pollfd pfd[2 + 3 * NW_SUP_MAX_RANKS + NW_SUP_MAX_KILL];
+    int i_pid[NW_SUP_MAX_RANKS], i_st[NW_SUP_MAX_RANKS],
+        i_err[NW_SUP_MAX_RANKS];
+    int n = 0, i_kill = -1, i_alert = -1;
     pfd[n++] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
     if (nw_alerter_fd(s->alerter) >= 0) {
       i_alert = n;
       pfd[n++] =
           (struct pollfd){.fd = nw_alerter_fd(s->alerter), .events = POLLIN};
     }
-    if (s->child.pid > 0) {
-      i_pid = n;
-      pfd[n++] = (struct pollfd){.fd = s->child.pidfd, .events = POLLIN};
-    }
-    if (s->child.status_fd >= 0) {
-      i_st = n;
-      pfd[n++] = (struct pollfd){.fd = s->child.status_fd, .events = POLLIN};
-    }
-    if (s->child.stderr_fd >= 0) {
-      i_err = n;
-      pfd[n++] = (struct pollfd){.fd = s->child.stderr_fd, .events = POLLIN};
+    for (int k = 0; k < s->n_ranks; k++) {
+      const nw_child *c = &s->rank[k].child;
+      i_pid[k] = i_st[k] = i_err[k] = -1;
+      if (c->pid > 0 && !c->reaped) {
+        i_pid[k] = n;
+        pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
+      }
+      if (c->status_fd >= 0) {
+        i_st[k] = n;
+        pfd[n++] = (struct pollfd){.fd = c->status_fd, .events = POLLIN};
+      }
+      if (c->stderr_fd >= 0) {
+        i_err[k] = n;
+        pfd[n++] = (struct pollfd){.fd = c->stderr_fd, .events = POLLIN};
+      }
     }
     if (s->n_kill) {
       i_kill = n;
@@ -578,28 +404,36 @@ static int nw_sup_loop(nw_sup *s) {
     if (i_alert >= 0 && pfd[i_alert].revents)
       nw_sup_take_outcomes(s);
     int beat = 0;
-    if (i_st >= 0 && pfd[i_st].revents && s->child.status_fd >= 0)
-      beat |= nw_sup_read_status(s, now);
-    /* a foreign trainer's output counts as a heartbeat too */
-    if (i_err >= 0 && pfd[i_err].revents && s->child.stderr_fd >= 0)
-      beat |= nw_sup_read_stderr(s);
+    for (int k = 0; k < s->n_ranks; k++) {
+      const nw_child *c = &s->rank[k].child;
+      if (i_st[k] >= 0 && pfd[i_st[k]].revents && c->status_fd >= 0)
+        beat |= nw_sup_read_status(s, k, now);
+      /* a foreign trainer's output counts as a heartbeat too */
+      if (i_err[k] >= 0 && pfd[i_err[k]].revents && c->stderr_fd >= 0)
+        beat |= nw_sup_read_stderr(s, k);
+    }
     if (beat) {
       nw_sup_heartbeat(s, now);
       if (now - s->last_status_write >= 0.25)
         nw_sup_write_status(s, now);
     }
-    if (i_pid >= 0 && pfd[i_pid].revents && s->child.pid > 0) {
+    /* n_ranks is read each time: the last exit may start a new world */
+    int n_ranks = s->n_ranks;
+    for (int k = 0; k < n_ranks && k < s->n_ranks; k++) {
+      nw_child *c = &s->rank[k].child;
+      if (i_pid[k] < 0 || !pfd[i_pid[k]].revents || c->pid <= 0 || c->reaped)
+        continue;
       int wstatus = 0;
-      int rr = nw_child_reap(&s->child, &wstatus);
+      int rr = nw_child_reap(c, &wstatus);
       if (rr == 1) {
         /* what it wrote before dying: the oom line, the last step */
-        while (s->child.status_fd >= 0 && nw_sup_read_status(s, now))
+        while (c->status_fd >= 0 && nw_sup_read_status(s, k, now))
           ;
-        while (s->child.stderr_fd >= 0 && nw_sup_read_stderr(s))
+        while (c->stderr_fd >= 0 && nw_sup_read_stderr(s, k))
           ;
-        nw_sup_on_exit(s, wstatus);
+        nw_sup_rank_exited(s, k, wstatus);
       } else if (rr < 0) {
-        nw_error("waitpid %d: %s", (int)s->child.pid, strerror(errno));
+        nw_error("waitpid %d: %s", (int)c->pid, strerror(errno));
         return NW_ESYS;
       }
     }
@@ -624,7 +458,7 @@ int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen) {
   s->policy = o->policy;
   s->sigfd = -1;
   s->ledger.fd = -1;
-  s->child.pidfd = s->child.status_fd = s->child.stderr_fd = -1;
+  s->fail_rank = -1;
   s->resume_step = -1;
   nw_recovery_history_init(&s->hist);
   int lockfd = -1, holder = 0, rc;
@@ -681,14 +515,17 @@ int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen) {
              s->state == NW_SUP_GAVE_UP ? "gave up (see the ledger)"
                                         : "failed");
 out:
-  if (s->child.pid > 0 && !s->child.reaped) {
-    /* leaving with a trainer alive (loop failure): take it down */
-    nw_child_signal_group(&s->child, SIGKILL);
-    int st;
-    while (nw_child_reap(&s->child, &st) == 0)
-      usleep(10000);
+  for (int k = 0; k < s->n_ranks; k++) {
+    nw_child *c = &s->rank[k].child;
+    if (c->pid > 0 && !c->reaped) {
+      /* leaving with a trainer alive (loop failure): take it down */
+      nw_child_signal_group(c, SIGKILL);
+      int st;
+      while (nw_child_reap(c, &st) == 0)
+        usleep(10000);
+    }
   }
-  nw_child_close(&s->child);
+  nw_sup_ranks_close(s);
   for (int k = 0; k < s->n_kill; k++)
     close(s->kill_pidfd[k]);
   if (s->sigfd >= 0)

@@ -17,6 +17,10 @@
 #define NW_SUP_EXIT_USAGE 64   /* bad command line */
 #define NW_SUP_EXIT_CONFIG 78  /* bad config or policy, trainer cannot run */
 
+/* Ranks one supervisor runs (world.size): the GPUs of one node at most;
+ * more means one supervisor per node (docs/multi-gpu.md). */
+#define NW_SUP_MAX_RANKS 16
+
 typedef enum {
   NW_SUP_STARTING,        /* forked; no status line yet */
   NW_SUP_RUNNING,         /* status lines arrive: the heartbeat */

@@ -24,6 +24,15 @@ typedef enum {
 
 #define NW_SUP_MAX_KILL NW_CLASSIFY_MAX_PIDS
 
+/* One trainer process: rank r of the data-parallel world. */
+typedef struct {
+  nw_child child;   /* pid 0: none */
+  char line[16384]; /* partial status line */
+  size_t line_len;
+  char err_tail[128]; /* end of a foreign trainer's stderr, for matches */
+  int wstatus;        /* its wait status, once reaped */
+} nw_sup_rank;
+
 /* What systemd has been told (sup_notify.c, docs/operations.md). */
 typedef struct {
   nw_notify n;
@@ -52,16 +61,18 @@ typedef struct {
   nw_alerter *alerter; /* NULL: no webhook configured */
   nw_sup_notify notify;
 
-  /* the trainer */
-  nw_child child;     /* pid 0: none */
-  int starts;         /* trainers started */
-  double spawn_t;     /* monotonic time of the fork */
-  double last_line_t; /* of the last status line */
-  double deadline;    /* of the current state; 0: none */
-  char line[16384];   /* partial status line */
-  size_t line_len;
-  char err_tail[128]; /* end of the foreign trainer's stderr, for matches */
-  int stderr_oom;     /* it printed an out-of-memory message */
+  /* the trainers: one per rank, started and ended together */
+  nw_sup_rank rank[NW_SUP_MAX_RANKS];
+  int n_ranks;          /* started by the last start */
+  int n_live;           /* of those, not reaped yet */
+  int fail_rank;        /* the first to fail since the start; -1: none */
+  char comm[160];       /* NIGHTWATCH_COMM of the last start */
+  char fail_device[96]; /* the failing rank's device (nw_world_device_name) */
+  int starts;           /* starts of the ranks */
+  double spawn_t;       /* monotonic time of the fork */
+  double last_line_t;   /* of the last status line of any rank */
+  double deadline;      /* of the current state; 0: none */
+  int stderr_oom;       /* a foreign trainer printed an out-of-memory message */
   int seen_stop, seen_finish, seen_oom;
   uint64_t oom_kill_before; /* cgroup counter at the fork */
   int oom_kill_known;
@@ -95,9 +106,27 @@ void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline);
  * the entry to the webhooks whose events include it; steals entry. */
 void nw_sup_ledger(nw_sup *s, json_t *entry);
 
+/* A status line of rank r (supervisor.c). */
+void nw_sup_on_line(nw_sup *s, int r, const char *text, double now);
+
+/* sup_ranks.c */
+/* Starts every rank of the world (a failure to start is final). */
+void nw_sup_start(nw_sup *s);
+/* sig to the process group of every rank not reaped yet. */
+void nw_sup_signal_ranks(nw_sup *s, int sig);
+/* Reads rank r's status pipe (its stderr, for a foreign trainer); 1 when
+ * lines (output) arrived. */
+int nw_sup_read_status(nw_sup *s, int r, double now);
+int nw_sup_read_stderr(nw_sup *s, int r);
+/* Rank r was reaped: the first to fail has its peers killed; after the
+ * last, nw_sup_on_exit decides about the world. */
+void nw_sup_rank_exited(nw_sup *s, int r, int wstatus);
+void nw_sup_ranks_close(nw_sup *s);
+
 /* sup_recover.c */
-/* The trainer exited with wait status wstatus: the next state. */
-void nw_sup_on_exit(nw_sup *s, int wstatus);
+/* Every rank is gone; rank r (the first that failed, else 0) exited with
+ * wait status wstatus: the next state. */
+void nw_sup_on_exit(nw_sup *s, int r, int wstatus);
 /* A duplicate's pidfd became readable, or the kill deadline passed. */
 void nw_sup_kill_poll(nw_sup *s, double now);
 /* WAITING_FOREIGN's deadline: re-check the device, alert, go to BACKOFF. */
