@@ -17,6 +17,7 @@
 #include "classify.h"
 #include "error.h"
 #include "exit_codes.h"
+#include "gpu_procs.h"
 #include "log.h"
 #include "oom_report.h"
 #include "supervisor_internal.h"
@@ -104,8 +105,18 @@ int nw_sup_oom_kill_count(uint64_t *out) {
 /* The proof, taken after the pidfd pins the process: it is on the device
  * right now with this uid (and, unless same_user_only, this run id). */
 static int nw_sup_still_ours(nw_sup *s, int pid, int same_user_only) {
-  if (strncmp(s->cfg.device.type, "cpu", 3))
-    return 1; /* no table to ask (NVML later): the report's word stands */
+  if (s->fail_gpu[0]) {
+    /* NVML's process table, asked now; a GPU we cannot name or an NVML
+     * that cannot answer is no proof, and without proof nothing is killed */
+    char err[256];
+    int rc = nw_gpu_pid_on_device(s->fail_gpu, pid, (unsigned)getuid(),
+                                  same_user_only ? NULL : s->run_id, err,
+                                  sizeof err);
+    if (rc < 0)
+      nw_warn("cannot prove that pid %d is on GPU %s: %s", pid, s->fail_gpu,
+              err);
+    return rc == 1;
+  }
   nw_vdev_proc procs[NW_VDEV_SLOTS];
   int n = 0;
   char err[256];
@@ -179,11 +190,27 @@ void nw_sup_kill_poll(nw_sup *s, double now) {
 static json_t *nw_sup_device_others(nw_sup *s, uint64_t *bytes) {
   json_t *a = json_array();
   *bytes = 0;
+  char err[256];
+  if (s->fail_gpu[0]) {
+    nw_gpu_proc gp[NW_CLASSIFY_MAX_PIDS];
+    int ng = 0;
+    if (nw_gpu_list_processes(s->fail_gpu, gp, NW_CLASSIFY_MAX_PIDS, &ng, NULL,
+                              NULL, err, sizeof err) < 0) {
+      nw_warn("GPU %s: %s", s->fail_gpu, err);
+      return a;
+    }
+    for (int i = 0; i < ng && i < NW_CLASSIFY_MAX_PIDS; i++) {
+      *bytes += gp[i].bytes;
+      json_array_append_new(a,
+                            json_pack("{s:i, s:i, s:s, s:I}", "pid", gp[i].pid,
+                                      "uid", gp[i].uid, "run_id", gp[i].run_id,
+                                      "bytes", (json_int_t)gp[i].bytes));
+    }
+    return a;
+  }
   nw_vdev_proc procs[NW_VDEV_SLOTS];
   int n = 0;
-  char err[256];
-  if (strncmp(s->cfg.device.type, "cpu", 3) ||
-      nw_vdev_list_by_name(s->fail_device, procs, NW_VDEV_SLOTS, &n, NULL, err,
+  if (nw_vdev_list_by_name(s->fail_device, procs, NW_VDEV_SLOTS, &n, NULL, err,
                            sizeof err) < 0)
     return a;
   for (int i = 0; i < n && i < NW_VDEV_SLOTS; i++) {
@@ -359,6 +386,14 @@ void nw_sup_on_exit(nw_sup *s, int r, int wstatus) {
   char report_path[NW_PATH_MAX + 32];
   int have_rep = nw_sup_read_report(s, r, world, pid, &rep, report_path,
                                     sizeof report_path);
+  /* A GPU report names the card as "cuda:N ...": N is NVML's index only
+   * when CUDA_VISIBLE_DEVICES does not renumber the cards; otherwise the
+   * GPU stays unnamed and no process on it is ever killed. */
+  s->fail_gpu[0] = '\0';
+  int gpu_index;
+  if (have_rep && sscanf(rep.device, "cuda:%d", &gpu_index) == 1 &&
+      !getenv("CUDA_VISIBLE_DEVICES"))
+    snprintf(s->fail_gpu, sizeof s->fail_gpu, "%d", gpu_index);
   nw_observations obs;
   memset(&obs, 0, sizeof obs);
   obs.exit_code = code;

@@ -68,6 +68,7 @@ typedef struct {
   int fail_rank;        /* the first to fail since the start; -1: none */
   char comm[160];       /* NIGHTWATCH_COMM of the last start */
   char fail_device[96]; /* the failing rank's device (nw_world_device_name) */
+  char fail_gpu[32];    /* its GPU as NVML names it; "": a CPU device */
   int starts;           /* starts of the ranks */
   double spawn_t;       /* monotonic time of the fork */
   double last_line_t;   /* of the last status line of any rank */
