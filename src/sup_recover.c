@@ -443,6 +443,12 @@ void nw_sup_on_exit(nw_sup *s, int r, int wstatus) {
                 "cause", cause_name, "evidence", evidence, "pid", pid,
                 "exit_code", code, "signal", sig, "failed_step", s->failed_step,
                 "oom_killed_by_kernel", obs.oom_killed_by_kernel);
+  if (fe && world > 1) {
+    /* which rank failed first; its peers were killed, not failed */
+    json_object_set_new(fe, "rank", json_integer(r));
+    json_object_set_new(fe, "world", json_integer(world));
+    json_object_set_new(fe, "device", json_string(s->fail_device));
+  }
   if (fe && have_rep) {
     json_object_set_new(fe, "report", json_string(report_path));
     json_object_set_new(fe, "phase", json_string(nw_phase_name(rep.phase)));
