@@ -77,7 +77,7 @@ static int nw_precision_parse(const char *s, nw_precision *p) {
 }
 #endif
 
-int nw_device_open(const nw_device_config *dc, nw_mem *mem,
+int nw_device_open(const nw_device_config *dc, int ordinal, nw_mem *mem,
                    const nw_backend **be, char *err, size_t errlen) {
 #ifdef NW_HAVE_CUDA
   nw_precision prec;
@@ -86,11 +86,12 @@ int nw_device_open(const nw_device_config *dc, nw_mem *mem,
              dc->precision);
     return NW_ECONFIG;
   }
-  NW_TRY(nw_cuda_open(0, prec, mem, err, errlen));
+  NW_TRY(nw_cuda_open(ordinal, prec, mem, err, errlen));
   *be = &nw_backend_cuda;
   return 0;
 #else
   (void)dc;
+  (void)ordinal;
   (void)mem;
   *be = NULL;
   snprintf(err, errlen, "device.type = cuda: built without the CUDA backend");

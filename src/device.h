@@ -43,10 +43,11 @@ int nw_device_built_with_cuda(void);
 int nw_device_resolve(const nw_device_config *dc, nw_device_kind *kind,
                       char *err, size_t errlen);
 
-/* Sets up the GPU for the trainer (ordinal 0 of what CUDA_VISIBLE_DEVICES
- * shows) with device.precision, attaching it under mem; *be is then the
- * CUDA backend. NW_ENOMEM (an OOM at init), NW_ECONFIG with err. */
-int nw_device_open(const nw_device_config *dc, nw_mem *mem,
+/* Sets up the GPU for the trainer (ordinal `ordinal` of what
+ * CUDA_VISIBLE_DEVICES shows: the data-parallel rank) with
+ * device.precision, attaching it under mem; *be is then the CUDA backend.
+ * NW_ENOMEM (an OOM at init), NW_ECONFIG with err. */
+int nw_device_open(const nw_device_config *dc, int ordinal, nw_mem *mem,
                    const nw_backend **be, char *err, size_t errlen);
 /* Undoes nw_device_open; before the domain is destroyed. */
 void nw_device_close(void);

@@ -38,6 +38,13 @@ static json_t *nw_bytes_by_category(const uint64_t *v) {
 
 int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
                         size_t errlen) {
+  char path[2048];
+  snprintf(path, sizeof path, "%s/%s", dir, NW_OOM_REPORT_FILE);
+  return nw_oom_report_write_path(r, path, err, errlen);
+}
+
+int nw_oom_report_write_path(const nw_oom_report *r, const char *path,
+                             char *err, size_t errlen) {
   json_t *procs = json_array();
   for (int i = 0; i < r->n_procs; i++)
     json_array_append_new(
@@ -82,8 +89,6 @@ int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
     snprintf(err, errlen, "OOM report: could not format JSON");
     return NW_EHOSTMEM;
   }
-  char path[2048];
-  snprintf(path, sizeof path, "%s/%s", dir, NW_OOM_REPORT_FILE);
   size_t len = strlen(text);
   int rc = nw_write_file_atomic(path, text, len, err, errlen);
   free(text);

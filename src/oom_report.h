@@ -84,6 +84,9 @@ void nw_oom_report_path(const char *dir, int rank, int world, char *buf,
 /* Writes DIR/oom-report.json atomically. */
 int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
                         size_t errlen);
+/* Writes the report to path atomically. */
+int nw_oom_report_write_path(const nw_oom_report *r, const char *path,
+                             char *err, size_t errlen);
 /* Reads a report; err names the file and the field that is wrong. */
 int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
                        size_t errlen);

@@ -9,6 +9,7 @@
 
 void nw_status_open(nw_status *s) {
   s->fd = -1;
+  s->rank = -1;
   const char *v = getenv("NIGHTWATCH_STATUS_FD");
   if (!v || !*v)
     return;
@@ -23,6 +24,8 @@ void nw_status_emit(nw_status *s, json_t *obj) {
   if (!obj)
     return;
   if (s->fd >= 0) {
+    if (s->rank >= 0)
+      json_object_set_new(obj, "rank", json_integer(s->rank));
     char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
     if (text) {
       size_t n = strlen(text);

@@ -7,10 +7,12 @@
 #include <jansson.h>
 
 typedef struct {
-  int fd; /* -1 when no supervisor listens */
+  int fd;   /* -1 when no supervisor listens */
+  int rank; /* added to every line as "rank" when >= 0 (the trainer's
+               data-parallel rank); -1 leaves lines as they are */
 } nw_status;
 
-/* Reads NIGHTWATCH_STATUS_FD; fd = -1 when unset or invalid. */
+/* Reads NIGHTWATCH_STATUS_FD; fd = -1 when unset or invalid; rank -1. */
 void nw_status_open(nw_status *s);
 
 /* Writes obj plus "\n" with one write() (lines stay whole on a pipe) and

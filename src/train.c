@@ -48,9 +48,15 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   t->last_eval_step = -1;
   t->durable_step = -1;
   t->last_ckpt_time = nw_now();
+  t->tokens_step = -1;
   nw_status_open(&t->status);
-  int rc = nw_mkdir_p(cfg->run.dir, err, errlen);
+  int rc = nw_world_from_env(cfg, &t->world, err, errlen);
   if (rc < 0)
+    goto fail;
+  t->status.rank = t->world.rank;
+  nw_world_device_name(cfg, t->world.rank, t->device_name,
+                       sizeof t->device_name);
+  if ((rc = nw_mkdir_p(cfg->run.dir, err, errlen)) < 0)
     goto fail;
   if ((rc = nw_trainer_run_id(t, err, errlen)) < 0)
     goto fail;
@@ -72,7 +78,9 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   }
   if (kind == NW_DEVICE_CUDA) {
     t->device = NW_DEVICE_CUDA; /* an OOM at open is reported as the GPU's */
-    if ((rc = nw_device_open(&cfg->device, t->mem, &t->be, err, errlen)) < 0)
+    rc = nw_device_open(&cfg->device, t->world.rank, t->mem, &t->be, err,
+                        errlen);
+    if (rc < 0)
       goto fail;
     char desc[128] = "", bus[32] = "";
     nw_device_describe(desc, sizeof desc, bus, sizeof bus);
@@ -80,7 +88,7 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
             cfg->device.precision, (unsigned long long)cfg->device.memory);
   } else if (cfg->device.memory > 0) {
     /* A capacity makes the CPU a virtual device that processes share. */
-    rc = nw_vdev_open(&t->vdev, cfg->device.name, cfg->device.memory, t->run_id,
+    rc = nw_vdev_open(&t->vdev, t->device_name, cfg->device.memory, t->run_id,
                       err, errlen);
     if (rc < 0)
       goto fail;
@@ -88,6 +96,23 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
                          .reserve = nw_vdev_reserve_hook,
                          .release = nw_vdev_release_hook};
     nw_mem_attach_device(t->mem, &dev);
+  }
+  /* The world forms before the model is allocated, so that an OOM at init
+   * on one rank can abort it and wake the others. */
+  nw_coll_options co = {
+      .kind = t->device == NW_DEVICE_CUDA ? NW_COLL_NCCL : NW_COLL_SHM,
+      .rank = t->world.rank,
+      .size = t->world.size,
+      .comm = t->world.comm,
+      .run_dir = cfg->run.dir,
+      /* no rank outwaits the supervisor's own hang detection */
+      .timeout_s = cfg->supervisor.hang_timeout,
+  };
+  char cerr[512];
+  if ((rc = nw_coll_open(&t->coll, &co, cerr, sizeof cerr)) < 0) {
+    snprintf(err, errlen, "world of %d ranks (rank %d): %s", t->world.size,
+             t->world.rank, cerr);
+    goto fail;
   }
   rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
                     nw_config_max_len(cfg), err, errlen);
@@ -124,6 +149,8 @@ void nw_trainer_destroy(nw_trainer *t) {
     nw_model_kv_free(t->model);
   nw_model_destroy(t->model);
   nw_data_close(t->data);
+  nw_coll_close(t->coll); /* NCCL's stream work ends before the device */
+  t->coll = NULL;
   if (t->device == NW_DEVICE_CUDA)
     nw_device_close();    /* its workspace back to the domain first */
   nw_mem_destroy(t->mem); /* returns its bytes to the device first */
@@ -144,23 +171,52 @@ int nw_trainer_median_seq_len(const nw_trainer *t) {
   return t->cfg.model.max_seq_len;
 }
 
+/* This rank's examples of step t->step: [*first, *first + share). The
+ * effective batch with index `step` is examples [step*E, step*E+E): which
+ * examples go in depends on nothing else; rank r takes the r-th of W equal
+ * shares of it. */
+static uint64_t nw_trainer_share(const nw_trainer *t, int *share) {
+  const nw_batch_config *bc = &t->cfg.batch;
+  *share = bc->effective / t->world.size;
+  return (uint64_t)t->step * (uint64_t)bc->effective +
+         (uint64_t)t->world.rank * (uint64_t)*share;
+}
+
+int nw_trainer_step_begin(nw_trainer *t, int *stop) {
+  int share;
+  uint64_t first = nw_trainer_share(t, &share);
+  int64_t ntok = 0;
+  NW_TRY(nw_data_count_targets(t->data, NW_SPLIT_TRAIN, first, share, &ntok));
+  /* Counts below 2^53 are exact in a double, so the sum is the integer. */
+  double v[2] = {(double)ntok,
+                 t->stop_requested && *t->stop_requested ? 1.0 : 0.0};
+  NW_TRY(nw_coll_allreduce_f64(t->coll, v, 2));
+  t->step_tokens = (int64_t)v[0];
+  t->tokens_step = t->step;
+  *stop = v[1] > 0;
+  return 0;
+}
+
 int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   const nw_batch_config *bc = &t->cfg.batch;
   int accum = nw_config_accum(bc);
   double t0 = nw_now();
   memset(res, 0, sizeof *res);
 
-  /* The effective batch with index `step` is examples [step*E, step*E+E):
-   * which examples go in depends on nothing else. Its loss is normalised by
-   * all of its target tokens, counted before the first backward, so any
-   * split into micro-batches sums to the same gradient. */
-  uint64_t index0 = (uint64_t)t->step * (uint64_t)bc->effective;
-  int64_t ntok = 0;
-  NW_TRY(nw_data_count_targets(t->data, NW_SPLIT_TRAIN, index0, bc->effective,
-                               &ntok));
+  /* The loss is normalised by all target tokens of the effective batch (of
+   * every rank), counted before the first backward, so any split into
+   * micro-batches and ranks sums to the same gradient. */
+  if (t->tokens_step != t->step) {
+    int stop; /* a caller that wants to stop asks nw_trainer_step_begin */
+    NW_TRY(nw_trainer_step_begin(t, &stop));
+  }
+  int64_t ntok = t->step_tokens;
+  t->tokens_step = -1; /* counted for this step only */
   if (ntok <= 0)
     return NW_EDATA;
   float scale = (float)(1.0 / (double)ntok);
+  int share;
+  uint64_t index0 = nw_trainer_share(t, &share);
 
   nw_model_zero_grad(t->model);
   double loss_sum = 0;
@@ -187,6 +243,11 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   }
   t->phase = NW_PHASE_OPTIMIZER;
   t->micro_step = -1;
+  /* Every rank's gradient sum, added in rank order: the same bits on every
+   * rank, so every AdamW step below gives the same parameters. */
+  NW_TRY(nw_coll_allreduce_f32(t->coll, nw_model_grads(t->model),
+                               nw_model_num_params(t->model)));
+  NW_TRY(nw_coll_allreduce_f64(t->coll, &loss_sum, 1));
   NW_TRY(nw_optim_step(t->optim, &t->cfg.train, t->step, &res->grad_norm));
   res->lr = nw_optim_lr(&t->cfg.train, t->step);
   res->tokens = ntok;
@@ -349,23 +410,64 @@ static void nw_trainer_report_eval(nw_trainer *t, const nw_eval_result *e) {
                            e->gen_correct, "gen_total", e->gen_total));
 }
 
+/* The first collective of a run: every rank must continue from the same
+ * step, or their sums would mix different batches. Equal steps are the
+ * only case where sum^2 == W * sum of squares (exact in doubles). */
+static int nw_trainer_check_world(nw_trainer *t) {
+  double s = t->step, v[2] = {s, s * s}, W = t->world.size;
+  NW_TRY(nw_coll_allreduce_f64(t->coll, v, 2));
+  if (v[0] * v[0] != W * v[1]) {
+    nw_error("rank %d is at step %d but the ranks' mean step is %.2f: they "
+             "resumed different checkpoints; every rank must see the same "
+             "run directory",
+             t->world.rank, t->step, v[0] / W);
+    return NW_EDATA;
+  }
+  return 0;
+}
+
+/* Evaluation on rank 0 only (its numbers are every rank's: the parameters
+ * are the same); the others wait for it. */
+static int nw_trainer_eval_world(nw_trainer *t) {
+  if (t->world.rank == 0) {
+    nw_eval_result ev;
+    NW_TRY(nw_trainer_eval(t, &ev));
+    nw_trainer_report_eval(t, &ev);
+  } else {
+    t->last_eval_step = t->step; /* as rank 0 has it, for an OOM report */
+  }
+  return nw_coll_barrier(t->coll);
+}
+
+/* A checkpoint now by rank 0 (stop, end of run); every rank learns whether
+ * it is durable. Rank 0 returns its own error, the others NW_EIO. */
+static int nw_trainer_checkpoint_world(nw_trainer *t, const char *why) {
+  int rc = t->world.rank == 0 ? nw_trainer_checkpoint_now(t, why) : 0;
+  double failed = rc < 0;
+  NW_TRY(nw_coll_allreduce_f64(t->coll, &failed, 1));
+  return rc < 0 ? rc : failed > 0 ? NW_EIO : 0;
+}
+
 int nw_trainer_run(nw_trainer *t) {
   const nw_config *cfg = &t->cfg;
   nw_status_emit(&t->status,
-                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "event", "start",
-                           "step", t->step, "steps", cfg->train.steps, "micro",
-                           cfg->batch.micro, "accum",
+                 json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "event",
+                           "start", "step", t->step, "steps", cfg->train.steps,
+                           "micro", cfg->batch.micro, "accum",
                            nw_config_accum(&cfg->batch), "max_seq_len",
-                           cfg->model.max_seq_len));
-  nw_eval_result ev;
-  if (cfg->eval.every > 0 && t->step == 0) {
-    NW_TRY(nw_trainer_eval(t, &ev));
-    nw_trainer_report_eval(t, &ev);
-  }
+                           cfg->model.max_seq_len, "world", t->world.size));
+  NW_TRY(nw_trainer_check_world(t));
+  if (cfg->eval.every > 0 && t->step == 0)
+    NW_TRY(nw_trainer_eval_world(t));
   while (t->step < cfg->train.steps) {
-    if (t->stop_requested && *t->stop_requested) {
-      /* SIGTERM/SIGINT: the step in progress finished; save and leave */
-      int rc = nw_trainer_checkpoint_now(t, "stop requested");
+    int stop;
+    NW_TRY(nw_trainer_step_begin(t, &stop));
+    if (stop) {
+      /* SIGTERM/SIGINT on some rank: the step in progress finished on
+       * every rank; save and leave, all at this boundary */
+      int rc = nw_trainer_checkpoint_world(t, "stop requested");
+      if (rc == NW_EPEER || rc == NW_ETIMEDOUT)
+        return rc;
       nw_status_emit(&t->status,
                      json_pack("{s:s, s:i, s:b}", "event", "stop", "step",
                                t->step, "checkpoint", rc == 0));
@@ -374,14 +476,13 @@ int nw_trainer_run(nw_trainer *t) {
     nw_step_result r;
     NW_TRY(nw_trainer_step(t, &r));
     nw_trainer_report_step(t, &r);
-    nw_trainer_checkpoint_tick(t);
+    if (t->world.rank == 0)
+      nw_trainer_checkpoint_tick(t);
     if (cfg->eval.every > 0 &&
-        (t->step % cfg->eval.every == 0 || t->step == cfg->train.steps)) {
-      NW_TRY(nw_trainer_eval(t, &ev));
-      nw_trainer_report_eval(t, &ev);
-    }
+        (t->step % cfg->eval.every == 0 || t->step == cfg->train.steps))
+      NW_TRY(nw_trainer_eval_world(t));
   }
-  NW_TRY(nw_trainer_checkpoint_now(t, "end of run"));
+  NW_TRY(nw_trainer_checkpoint_world(t, "end of run"));
   nw_status_emit(&t->status,
                  json_pack("{s:s, s:i}", "event", "finish", "step", t->step));
   return 0;

@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "ckpt_writer.h"
+#include "collective.h"
 #include "config.h"
 #include "data.h"
 #include "mem.h"
@@ -17,6 +18,7 @@
 #include "optim.h"
 #include "status.h"
 #include "vdev.h"
+#include "world.h"
 
 typedef struct {
   double loss;      /* mean over every target token of the effective batch */
@@ -46,6 +48,17 @@ typedef struct nw_trainer {
   nw_dataset *data;
   nw_batch batch;
   nw_status status;
+
+  /* The data-parallel world (docs/multi-gpu.md): this rank trains its
+   * share of every effective batch; gradients, token counts and the stop
+   * flag are summed over ranks; rank 0 writes checkpoints and evaluates. */
+  nw_world world;
+  nw_coll *coll;         /* a world of one has a coll that does nothing */
+  char device_name[72];  /* this rank's virtual device (world.h) */
+  int64_t step_tokens;   /* target tokens of the whole effective batch of
+                            step `tokens_step`, summed over ranks */
+  int tokens_step;       /* -1: not counted yet */
+
   int step;            /* optimizer steps completed */
   int64_t tokens_seen; /* target tokens trained on */
 
@@ -75,14 +88,23 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
                       size_t errlen);
 void nw_trainer_destroy(nw_trainer *t);
 
-/* One optimizer step: the effective batch with index t->step. */
+/* The start of step t->step, collective: counts this rank's target tokens
+ * and sums them, and SIGTERM flags, over ranks. *stop is 1 when any rank
+ * was asked to stop: then every rank stops at this step boundary. */
+int nw_trainer_step_begin(nw_trainer *t, int *stop);
+
+/* One optimizer step: the effective batch with index t->step (this rank's
+ * share of it, then the sum of every rank's gradients). Calls
+ * nw_trainer_step_begin itself when the caller did not. */
 int nw_trainer_step(nw_trainer *t, nw_step_result *res);
 
 /* Validation loss over eval.batches batches and generation accuracy over
  * eval.generate held-out problems, using the kv-cache. */
 int nw_trainer_eval(nw_trainer *t, nw_eval_result *res);
 
-/* Runs from t->step to train.steps with logging and evaluation. */
+/* Runs from t->step to train.steps with logging and evaluation. Its first
+ * collective checks that every rank resumed the same step (NW_EDATA when
+ * not). NW_EPEER / NW_ETIMEDOUT: a peer rank failed (nw_coll_why). */
 int nw_trainer_run(nw_trainer *t);
 
 /* Checkpoints (train_ckpt.c). Resume: "auto" loads the newest checkpoint
@@ -106,8 +128,9 @@ int nw_trainer_median_seq_len(const nw_trainer *t);
 
 /* After NW_ENOMEM: the OOM report of the failure, filled from the trainer
  * state and the memory domain's snapshot at the refused allocation, and
- * written to RUN_DIR/oom-report.json with a status line. t may come from a
- * failed nw_trainer_create (phase init). */
+ * written to nw_oom_report_path (RUN_DIR/oom-report.json for a world of
+ * one) with a status line. t may come from a failed nw_trainer_create
+ * (phase init). */
 void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r);
 int nw_trainer_report_oom(nw_trainer *t, char *err, size_t errlen);
 

@@ -32,7 +32,7 @@ static void nw_usage(FILE *f) {
       "  --estimate     print the memory estimate per category and exit\n"
       "  --device-ps    list the processes on the virtual device and exit\n"
       "exit codes: 0 finished, 1 failure, 64 usage, 75 out of memory, "
-      "78 config error\n",
+      "76 a peer rank failed, 78 config error\n",
       f);
 }
 
@@ -57,8 +57,26 @@ static int nw_exit_oom(nw_trainer *t) {
   }
   if (nw_trainer_report_oom(t, err, sizeof err) < 0)
     nw_error("could not write the OOM report: %s", err);
+  /* Only now: the peers wake (and exit 76) once the evidence is on disk. */
+  nw_coll_abort(t->coll);
   nw_trainer_destroy(t);
   return NW_EXIT_OOM;
+}
+
+/* Any other failure after the world formed: the peers must not wait for
+ * this rank until their deadline. A peer's failure (NW_EPEER, or our own
+ * wait ran out: NW_ETIMEDOUT) exits 76 and leaves the explaining to the
+ * rank that failed first: no checkpoint, no report. */
+static int nw_exit_failed(nw_trainer *t, int rc, int code) {
+  if (rc == NW_EPEER || rc == NW_ETIMEDOUT) {
+    nw_error("rank %d stops: %s", t->world.rank,
+             t->coll && nw_coll_why(t->coll)[0] ? nw_coll_why(t->coll)
+                                                : nw_strerror(rc));
+    code = NW_EXIT_PEER;
+  }
+  nw_coll_abort(t->coll);
+  nw_trainer_destroy(t);
+  return code;
 }
 
 int main(int argc, char **argv) {
@@ -170,6 +188,10 @@ int main(int argc, char **argv) {
   rc = nw_trainer_create(&t, &cfg, err, sizeof err);
   if (rc == NW_ENOMEM)
     return nw_exit_oom(t);
+  if (rc == NW_EPEER || rc == NW_ETIMEDOUT) {
+    nw_error("%s", err); /* the world did not form */
+    return NW_EXIT_PEER;
+  }
   if (rc < 0) {
     nw_error("%s", err);
     return (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
@@ -193,9 +215,10 @@ int main(int argc, char **argv) {
   }
   if (rc < 0) {
     nw_error("%s", err);
-    nw_trainer_destroy(t);
-    return rc == NW_EHOSTMEM || rc == NW_ESYS ? NW_EXIT_FAILURE
-                                              : NW_EXIT_CONFIG;
+    return nw_exit_failed(t,
+                          rc, rc == NW_EHOSTMEM || rc == NW_ESYS
+                                  ? NW_EXIT_FAILURE
+                                  : NW_EXIT_CONFIG);
   }
   nw_info("model: %d layers, %d heads, width %d, vocabulary %d, max length %d: "
           "%zu parameters; batch %d = micro %d x accum %d x world %d",
@@ -206,10 +229,11 @@ int main(int argc, char **argv) {
   rc = nw_trainer_run(t);
   if (rc == NW_ENOMEM)
     return nw_exit_oom(t);
-  nw_trainer_destroy(t);
   if (rc < 0) {
-    nw_error("training failed: %s", nw_strerror(rc));
-    return NW_EXIT_FAILURE;
+    if (rc != NW_EPEER && rc != NW_ETIMEDOUT)
+      nw_error("training failed: %s", nw_strerror(rc));
+    return nw_exit_failed(t, rc, NW_EXIT_FAILURE);
   }
+  nw_trainer_destroy(t);
   return NW_EXIT_FINISHED;
 }

@@ -54,7 +54,7 @@ void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   r->version = NW_OOM_REPORT_VERSION;
   r->pid = (int)getpid();
   snprintf(r->run_id, sizeof r->run_id, "%s", t->run_id);
-  snprintf(r->device, sizeof r->device, "cpu:%s", cfg->device.name);
+  snprintf(r->device, sizeof r->device, "cpu:%s", t->device_name);
   r->phase = t->phase;
   r->step = t->step;
   r->micro_step = t->micro_step;
@@ -122,9 +122,10 @@ int nw_trainer_report_oom(nw_trainer *t, char *err, size_t errlen) {
            nw_mem_category_name(r.requested_category),
            (unsigned long long)r.device_used,
            (unsigned long long)r.device_capacity, r.n_procs);
-  int rc = nw_oom_report_write(&r, t->cfg.run.dir, err, errlen);
   char path[NW_PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/%s", t->cfg.run.dir, NW_OOM_REPORT_FILE);
+  nw_oom_report_path(t->cfg.run.dir, t->world.rank, t->world.size, path,
+                     sizeof path);
+  int rc = nw_oom_report_write_path(&r, path, err, errlen);
   nw_status_emit(
       &t->status,
       json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s}", "event", "oom", "phase",
