@@ -1,0 +1,405 @@
+/* test_world_e2e.c — `nightwatch run` with several ranks on CPU virtual
+ * devices (one per rank, "NAME.r"): each of the four causes arises on one
+ * rank from settings a user could write, the supervisor classifies it from
+ * that rank's report, applies the policy to every rank, and restarts them
+ * together from the same checkpoint with zero completed steps lost. After
+ * every run no trainer of it is left, and no shared-memory segment. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "estimate.h"
+#include "testutil.h"
+#include "vdev.h"
+
+typedef struct {
+  char dir[256];
+  char log[320];
+  char device[64]; /* base name: ranks use device.0, device.1, ... */
+  int world;
+  char sets[24][160];
+  int n_sets;
+} wcase;
+
+static void wcase_init(wcase *c, const char *tag, int world) {
+  memset(c, 0, sizeof *c);
+  nw_test_tmpdir(c->dir, sizeof c->dir, tag);
+  snprintf(c->log, sizeof c->log, "%s.log", c->dir);
+  snprintf(c->device, sizeof c->device, "nwworld-%d-%s", (int)getpid(), tag);
+  c->world = world;
+}
+
+static void wset(wcase *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->sets[c->n_sets++], sizeof c->sets[0], fmt, ap);
+  va_end(ap);
+}
+
+static void wcase_fini(wcase *c) {
+  char name[96];
+  for (int r = 0; r < c->world; r++) {
+    snprintf(name, sizeof name, "%s.%d", c->device, r);
+    nw_vdev_unlink(name);
+  }
+}
+
+/* The model every case trains, as the estimator sees it. */
+static void small_config(nw_config *cfg) {
+  nw_config_defaults(cfg);
+  cfg->model.n_layer = 2;
+  cfg->model.n_embd = 64;
+  cfg->eval.every = 0;
+  cfg->data.long_fraction = 0;
+}
+
+static void dump(const wcase *c) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "tail -n 60 %s; cat %s/ledger.jsonl", c->log,
+           c->dir);
+  if (system(cmd) < 0)
+    fprintf(stderr, "cannot show %s\n", c->log);
+}
+
+/* Runs the supervisor to its end; its exit code (128+signal, -1 on time
+ * out). */
+static int wrun(wcase *c, double timeout) {
+  char *argv[80];
+  char dev[96], world[32];
+  int n = 0;
+  snprintf(dev, sizeof dev, "device.name=%s", c->device);
+  snprintf(world, sizeof world, "world.size=%d", c->world);
+  argv[n++] = (char *)NW_BIN;
+  argv[n++] = "run";
+  argv[n++] = "--run-dir";
+  argv[n++] = c->dir;
+  static const char *const base[] = {"model.n_layer=2", "model.n_embd=64",
+                                     "checkpoint.every=5", NULL};
+  for (int i = 0; base[i]; i++) {
+    argv[n++] = "--set";
+    argv[n++] = (char *)base[i];
+  }
+  argv[n++] = "--set";
+  argv[n++] = dev;
+  argv[n++] = "--set";
+  argv[n++] = world;
+  for (int i = 0; i < c->n_sets; i++) {
+    argv[n++] = "--set";
+    argv[n++] = c->sets[i];
+  }
+  argv[n] = NULL;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    setenv("OMP_NUM_THREADS", "1", 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  double end = nw_test_now() + timeout;
+  int st;
+  for (;;) {
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      break;
+    if (nw_test_now() > end) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return -1;
+    }
+    nw_test_sleep(0.05);
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static const char *gets_(json_t *o, const char *k) {
+  const char *v = json_string_value(json_object_get(o, k));
+  return v ? v : "";
+}
+
+static int geti(json_t *o, const char *k) {
+  return (int)json_integer_value(json_object_get(o, k));
+}
+
+/* A pid of ours that still runs a trainer (not a recycled pid). */
+static int trainer_alive(int pid) {
+  char path[64], cmd[256] = "";
+  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return 0;
+  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+  fclose(f);
+  cmd[n] = '\0';
+  return strstr(cmd, "nightwatch-train") != NULL;
+}
+
+/* Nothing of the run is left: every rank of every start is gone, and no
+ * shared-memory segment names the run. */
+static void assert_nothing_left(const wcase *c, json_t *a) {
+  for (int i = 0; i < nw_test_ledger_count(a, "start"); i++) {
+    json_t *pids = json_object_get(nw_test_ledger_find(a, "start", i), "pids");
+    assert_int_equal(json_array_size(pids), (size_t)c->world);
+    for (size_t k = 0; k < json_array_size(pids); k++) {
+      int pid = (int)json_integer_value(json_array_get(pids, k));
+      if (trainer_alive(pid))
+        fail_msg("rank %zu of start %d (pid %d) is still running", k, i + 1,
+                 pid);
+    }
+  }
+  const char *id = gets_(json_array_get(a, 0), "run_id");
+  assert_true(strlen(id) > 4);
+  DIR *d = opendir("/dev/shm");
+  assert_non_null(d);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strstr(e->d_name, id))
+      fail_msg("/dev/shm/%s is left behind", e->d_name);
+  closedir(d);
+}
+
+/* The common end: one recovery of `cause` (or more of it), every rank
+ * restarted together, zero steps lost, the run finished. */
+static void check_recovered(wcase *c, int rc, const char *cause, int steps) {
+  if (rc != 0)
+    dump(c);
+  assert_int_equal(rc, 0);
+  json_t *a = nw_test_ledger_load(c->dir);
+  json_t *fail = nw_test_ledger_find(a, "oom", 0);
+  if (!fail || strcmp(gets_(fail, "cause"), cause)) {
+    dump(c);
+    fail_msg("expected an oom of cause %s", cause);
+  }
+  assert_int_equal(geti(fail, "world"), c->world);
+  int rank = geti(fail, "rank");
+  assert_true(rank >= 0 && rank < c->world);
+  char dev[96];
+  snprintf(dev, sizeof dev, "%s.%d", c->device, rank);
+  assert_string_equal(gets_(fail, "device"), dev);
+  json_t *rec = nw_test_ledger_find(a, "recovery", 0);
+  assert_non_null(rec);
+  assert_string_equal(gets_(rec, "cause"), cause);
+  assert_int_equal(geti(json_object_get(rec, "after"), "world"), c->world);
+  assert_int_equal(geti(json_object_get(rec, "after"), "effective"),
+                   geti(json_object_get(rec, "before"), "effective"));
+  json_t *res = nw_test_ledger_find(a, "resumed", 0);
+  assert_non_null(res);
+  assert_int_equal(geti(res, "steps_lost"), 0);
+  json_t *fin = nw_test_ledger_find(a, "finish", 0);
+  if (!fin) {
+    dump(c);
+    fail_msg("the run did not finish");
+  }
+  assert_int_equal(geti(fin, "step"), steps);
+  assert_true(nw_test_ledger_count(a, "start") >= 2);
+  printf("%s on rank %d of %d: %s; resumed at step %d, %d steps lost, "
+         "%.2f s to recover\n",
+         cause, rank, c->world, gets_(rec, "summary"), geti(res, "step"),
+         geti(res, "steps_lost"),
+         json_number_value(json_object_get(res, "seconds_to_recover")));
+  assert_nothing_left(c, a);
+  json_decref(a);
+}
+
+static void test_activation_two_ranks(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "wact", 2);
+  nw_config cfg;
+  small_config(&cfg);
+  nw_estimate fits, big;
+  nw_estimate_train(&cfg, 8, 10, 0, &fits);
+  nw_estimate_train(&cfg, 32, 5, 0, &big);
+  wset(&c, "device.memory=%llu",
+       (unsigned long long)((fits.total + big.total) / 2));
+  wset(&c, "batch.effective=64");
+  wset(&c, "batch.micro=32");
+  wset(&c, "eval.every=0");
+  wset(&c, "data.long_fraction=0");
+  wset(&c, "train.steps=12");
+  check_recovered(&c, wrun(&c, 120), "activation", 12);
+  wcase_fini(&c);
+}
+
+static void test_sequence_length_one_rank(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "wseq", 2);
+  nw_config cfg;
+  small_config(&cfg);
+  nw_estimate typical, longest;
+  nw_estimate_train(&cfg, 8, 72, 0, &typical);
+  nw_estimate_train(&cfg, 8, cfg.model.max_seq_len, 0, &longest);
+  wset(&c, "device.memory=%llu",
+       (unsigned long long)((typical.total + longest.total) / 2));
+  wset(&c, "batch.effective=32");
+  wset(&c, "eval.every=0");
+  wset(&c, "data.long_fraction=0.02");
+  wset(&c, "data.long_max_digits=48");
+  wset(&c, "train.steps=30");
+  check_recovered(&c, wrun(&c, 180), "sequence-length", 30);
+  wcase_fini(&c);
+}
+
+static void test_eval_cache_rank0(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "wkv", 2);
+  nw_config ec;
+  small_config(&ec);
+  ec.eval.batch = 16;
+  ec.eval.every = 5;
+  uint64_t kv = nw_estimate_kept_kv(&ec);
+  nw_estimate train, with_kv, first_eval;
+  nw_estimate_train(&ec, 8, 8, 0, &train);
+  nw_estimate_train(&ec, 8, 5, kv, &with_kv);
+  nw_config released = ec;
+  released.eval.release_cache = 1;
+  nw_estimate_eval(&released, 8, &first_eval);
+  double need = train.total > first_eval.total ? (double)train.total
+                                               : (double)first_eval.total;
+  wset(&c, "device.memory=%llu",
+       (unsigned long long)((need + with_kv.total) / 2));
+  wset(&c, "data.long_fraction=0");
+  wset(&c, "eval.every=5");
+  wset(&c, "eval.batch=16");
+  wset(&c, "eval.batches=1");
+  wset(&c, "eval.generate=16");
+  wset(&c, "eval.release_cache=false");
+  wset(&c, "train.steps=12");
+  check_recovered(&c, wrun(&c, 180), "eval-cache", 12);
+  wcase_fini(&c);
+}
+
+/* A stale nightwatch-train of the same run id holds the device of the last
+ * rank: only that rank fails (at init), the stale process is killed, and
+ * every rank restarts. */
+static void dup_case(int world) {
+  wcase c;
+  char tag[16];
+  snprintf(tag, sizeof tag, "wdup%d", world);
+  wcase_init(&c, tag, world);
+  nw_config cfg;
+  small_config(&cfg);
+  nw_estimate one, st;
+  nw_estimate_train(&cfg, 8, 8, 0, &one);
+  nw_estimate_static(&cfg, &st);
+  unsigned long long mem =
+      (unsigned long long)(one.total + st.bytes[NW_MEM_PARAMS] +
+                           st.bytes[NW_MEM_GRADS] / 2.0);
+  char run_id[64], stale_dir[300], a[5][400];
+  snprintf(run_id, sizeof run_id, "wdup-%d-%d", (int)getpid(), world);
+  snprintf(stale_dir, sizeof stale_dir, "%s-stale", c.dir);
+  snprintf(a[0], sizeof a[0], "--set=run.dir=%s", stale_dir);
+  snprintf(a[1], sizeof a[1], "--set=device.name=%s.%d", c.device, world - 1);
+  snprintf(a[2], sizeof a[2], "--set=device.memory=%llu", mem);
+  snprintf(a[3], sizeof a[3], "--set=run.id=%s", run_id);
+  char *argv[] = {(char *)NW_TRAIN_BIN,
+                  a[0],
+                  a[1],
+                  a[2],
+                  a[3],
+                  "--set=model.n_layer=2",
+                  "--set=model.n_embd=64",
+                  "--set=data.long_fraction=0",
+                  "--set=eval.every=0",
+                  "--set=train.steps=1000000",
+                  "--set=checkpoint.every=0",
+                  "--set=world.size=1",
+                  NULL};
+  pid_t stale = fork();
+  assert_true(stale >= 0);
+  if (stale == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    setenv("OMP_NUM_THREADS", "1", 1);
+    unsetenv("NIGHTWATCH_STATUS_FD");
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  /* holding a training step's memory on that device */
+  char devname[96];
+  snprintf(devname, sizeof devname, "%s.%d", c.device, world - 1);
+  int held = 0;
+  for (int i = 0; i < 1200 && !held; i++) {
+    nw_vdev_proc procs[8];
+    int n = 0;
+    char err[256];
+    held = nw_vdev_list_by_name(devname, procs, 8, &n, NULL, err, sizeof err) ==
+               0 &&
+           n == 1 && procs[0].pid == stale &&
+           procs[0].bytes >= (uint64_t)(one.total * 0.9);
+    if (!held)
+      nw_test_sleep(0.025);
+  }
+  assert_true(held);
+  wset(&c, "device.memory=%llu", mem);
+  wset(&c, "run.id=%s", run_id);
+  wset(&c, "batch.effective=%d", 8 * world);
+  wset(&c, "eval.every=0");
+  wset(&c, "data.long_fraction=0");
+  wset(&c, "train.steps=10");
+  int rc = wrun(&c, 120);
+  int st_stale;
+  pid_t w = waitpid(stale, &st_stale, WNOHANG);
+  if (w != stale) {
+    kill(stale, SIGKILL);
+    waitpid(stale, &st_stale, 0);
+    dump(&c);
+    fail_msg("the stale trainer %d was not stopped", (int)stale);
+  }
+  check_recovered(&c, rc, "duplicate-process", 10);
+  json_t *ledger = nw_test_ledger_load(c.dir);
+  json_t *oom = nw_test_ledger_find(ledger, "oom", 0);
+  assert_int_equal(geti(oom, "rank"), world - 1);
+  json_t *kill_e = nw_test_ledger_find(ledger, "kill", 0);
+  assert_non_null(kill_e);
+  assert_int_equal(
+      json_integer_value(json_array_get(json_object_get(kill_e, "pids"), 0)),
+      stale);
+  json_decref(ledger);
+  wcase_fini(&c);
+}
+
+static void test_duplicate_last_rank_of_two(void **state) {
+  (void)state;
+  dup_case(2);
+}
+
+static void test_duplicate_last_rank_of_four(void **state) {
+  (void)state;
+  dup_case(4);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_activation_two_ranks),
+      cmocka_unit_test(test_sequence_length_one_rank),
+      cmocka_unit_test(test_eval_cache_rank0),
+      cmocka_unit_test(test_duplicate_last_rank_of_two),
+      cmocka_unit_test(test_duplicate_last_rank_of_four),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
