@@ -77,9 +77,8 @@ static void dump(const wcase *c) {
     fprintf(stderr, "cannot show %s\n", c->log);
 }
 
-/* Runs the supervisor to its end; its exit code (128+signal, -1 on time
- * out). */
-static int wrun(wcase *c, double timeout) {
+/* Starts the supervisor; its pid. */
+static pid_t wstart(wcase *c) {
   char *argv[80];
   char dev[96], world[32];
   int n = 0;
@@ -116,6 +115,11 @@ static int wrun(wcase *c, double timeout) {
     execv(argv[0], argv);
     _exit(127);
   }
+  return pid;
+}
+
+/* Waits for the supervisor; its exit code (128+signal, -1 on time out). */
+static int wwait(pid_t pid, double timeout) {
   double end = nw_test_now() + timeout;
   int st;
   for (;;) {
@@ -130,6 +134,9 @@ static int wrun(wcase *c, double timeout) {
   }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+/* Runs the supervisor to its end. */
+static int wrun(wcase *c, double timeout) { return wwait(wstart(c), timeout); }
 
 static const char *gets_(json_t *o, const char *k) {
   const char *v = json_string_value(json_object_get(o, k));
@@ -393,6 +400,133 @@ static void test_duplicate_last_rank_of_four(void **state) {
   dup_case(4);
 }
 
+/* Waits until the run's rank 0 reports step >= step; fills the pids of the
+ * ranks of the last start. 0, or -1 after timeout seconds. */
+static int wait_step(const wcase *c, int step, int *pids, double timeout) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/status.json", c->dir);
+  for (double end = nw_test_now() + timeout; nw_test_now() < end;
+       nw_test_sleep(0.05)) {
+    json_t *st = json_load_file(path, 0, NULL);
+    json_t *p = json_object_get(st, "trainer_pids");
+    int ok = st && geti(st, "step") >= step &&
+             json_array_size(p) == (size_t)c->world &&
+             !strcmp(gets_(st, "state"), "running");
+    for (int r = 0; ok && r < c->world; r++)
+      pids[r] = (int)json_integer_value(json_array_get(p, (size_t)r));
+    json_decref(st);
+    if (ok)
+      return 0;
+  }
+  return -1;
+}
+
+static void long_run_sets(wcase *c, int steps) {
+  wset(c, "eval.every=0");
+  wset(c, "data.long_fraction=0");
+  wset(c, "train.steps=%d", steps);
+}
+
+/* A rank killed from outside (the kernel's OOM killer, a crash): every rank
+ * stops and the world restarts from the newest checkpoint. */
+static void test_crash_one_rank(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "wcrash", 2);
+  long_run_sets(&c, 40);
+  pid_t sup = wstart(&c);
+  int pids[4];
+  if (wait_step(&c, 7, pids, 60) < 0) {
+    kill(sup, SIGKILL);
+    dump(&c);
+    fail_msg("no progress");
+  }
+  assert_int_equal(kill(pids[1], SIGKILL), 0);
+  int rc = wwait(sup, 120);
+  if (rc != 0)
+    dump(&c);
+  assert_int_equal(rc, 0);
+  json_t *a = nw_test_ledger_load(c.dir);
+  json_t *crash = nw_test_ledger_find(a, "crash", 0);
+  assert_non_null(crash);
+  assert_int_equal(geti(crash, "rank"), 1);
+  assert_int_equal(geti(crash, "signal"), SIGKILL);
+  assert_non_null(nw_test_ledger_find(a, "recovery", 0));
+  json_t *res = nw_test_ledger_find(a, "resumed", 0);
+  assert_non_null(res);
+  /* from the newest checkpoint (every 5 steps): at most 5 steps again */
+  assert_true(geti(res, "steps_lost") <= 5);
+  assert_int_equal(geti(nw_test_ledger_find(a, "finish", 0), "step"), 40);
+  assert_nothing_left(&c, a);
+  json_decref(a);
+  wcase_fini(&c);
+}
+
+/* A rank that stops answering (SIGSTOP): no rank stays blocked; the hang is
+ * seen, every rank is stopped and the world restarts. */
+static void test_hang_one_rank(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "whang", 2);
+  long_run_sets(&c, 30);
+  wset(&c, "supervisor.hang_timeout=3");
+  wset(&c, "supervisor.kill_grace=3");
+  pid_t sup = wstart(&c);
+  int pids[4];
+  if (wait_step(&c, 5, pids, 60) < 0) {
+    kill(sup, SIGKILL);
+    dump(&c);
+    fail_msg("no progress");
+  }
+  assert_int_equal(kill(pids[1], SIGSTOP), 0);
+  int rc = wwait(sup, 120);
+  if (rc != 0)
+    dump(&c);
+  assert_int_equal(rc, 0);
+  json_t *a = nw_test_ledger_load(c.dir);
+  assert_non_null(nw_test_ledger_find(a, "hang", 0));
+  json_t *rec = nw_test_ledger_find(a, "recovery", 0);
+  assert_non_null(rec);
+  assert_string_equal(gets_(rec, "cause"), "hang");
+  assert_int_equal(geti(nw_test_ledger_find(a, "finish", 0), "step"), 30);
+  assert_nothing_left(&c, a);
+  json_decref(a);
+  wcase_fini(&c);
+}
+
+/* SIGTERM to the supervisor: every rank stops at the same step boundary,
+ * one stop checkpoint (rank 0's), exit 0, nothing left. */
+static void test_stop_all_ranks(void **state) {
+  (void)state;
+  wcase c;
+  wcase_init(&c, "wstop", 2);
+  long_run_sets(&c, 1000000);
+  pid_t sup = wstart(&c);
+  int pids[4];
+  if (wait_step(&c, 3, pids, 60) < 0) {
+    kill(sup, SIGKILL);
+    dump(&c);
+    fail_msg("no progress");
+  }
+  assert_int_equal(kill(sup, SIGTERM), 0);
+  int rc = wwait(sup, 60);
+  if (rc != 0)
+    dump(&c);
+  assert_int_equal(rc, 0);
+  json_t *a = nw_test_ledger_load(c.dir);
+  json_t *stop = nw_test_ledger_find(a, "stop", 0);
+  assert_non_null(stop);
+  assert_true(json_is_true(json_object_get(stop, "checkpoint")));
+  char ck[400];
+  snprintf(ck, sizeof ck, "%s/checkpoints/ckpt-%010d.h5", c.dir,
+           geti(stop, "step"));
+  if (access(ck, F_OK) != 0)
+    fail_msg("no stop checkpoint %s", ck);
+  assert_nothing_left(&c, a);
+  json_decref(a);
+  wcase_fini(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_activation_two_ranks),
@@ -400,6 +534,9 @@ int main(void) {
       cmocka_unit_test(test_eval_cache_rank0),
       cmocka_unit_test(test_duplicate_last_rank_of_two),
       cmocka_unit_test(test_duplicate_last_rank_of_four),
+      cmocka_unit_test(test_crash_one_rank),
+      cmocka_unit_test(test_hang_one_rank),
+      cmocka_unit_test(test_stop_all_ranks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
