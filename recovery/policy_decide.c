@@ -84,8 +84,9 @@ static int nw__halve_micro_batch(const nw_policy *p, const nw_policy_chain *ch,
                                  char *why, size_t len) {
   (void)p, (void)ch;
   const nw_batch_config *b = &cur->batch;
-  if (b->effective < 1 || b->micro < 1 || b->world < 1 ||
-      b->effective % b->world != 0 || (b->effective / b->world) % b->micro)
+  int w = b->world > 0 ? b->world : 1; /* unresolved (auto) counts as 1 */
+  if (b->effective < 1 || b->micro < 1 || b->world < 0 ||
+      b->effective % w != 0 || (b->effective / w) % b->micro)
     return NW_ECONFIG;
   if (b->micro == 1) {
     snprintf(why, len, "the micro-batch is already 1");
@@ -93,14 +94,14 @@ static int nw__halve_micro_batch(const nw_policy *p, const nw_policy_chain *ch,
   }
   /* The largest divisor of the per-rank batch that is at most half the
    * micro-batch: accumulation stays an integer, effective is unchanged. */
-  int per_rank = b->effective / b->world;
+  int per_rank = b->effective / w;
   int m = b->micro / 2;
   while (per_rank % m)
     m--;
   d->after.batch.micro = m;
   char world[32] = "";
-  if (b->world > 1)
-    snprintf(world, sizeof world, " (%d ranks)", b->world);
+  if (w > 1)
+    snprintf(world, sizeof world, " (%d ranks)", w);
   snprintf(d->summary, sizeof d->summary,
            "micro-batch %d -> %d, accumulation %d -> %d, effective %d%s "
            "unchanged",

@@ -20,6 +20,7 @@
 #include "ini.h"
 #include "policy.h"
 #include "testutil.h"
+#include "world.h"
 
 #ifndef NW_SOURCE_DIR
 #error "NW_SOURCE_DIR must name the source tree"
@@ -378,6 +379,8 @@ static void test_activation_escalates_then_gives_up(void **state) {
   nw_policy p = roomy_policy();
   nw_config cfg;
   nw_config_defaults(&cfg);
+  nw_world_resolve(&cfg); /* as both programs do: one rank on the CPU */
+  assert_int_equal(cfg.batch.world, 1);
   assert_int_equal(cfg.batch.effective, 32);
   assert_int_equal(cfg.batch.micro, 8);
   assert_int_equal(cfg.model.max_seq_len, 96);
