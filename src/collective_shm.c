@@ -12,14 +12,19 @@
  * Failure: a rank that exits for any reason, SIGKILL included, releases its
  * alive mutex through the kernel's robust list; a peer's trylock then says
  * EOWNERDEAD, which a pid check could not (a zombie or a reused pid looks
- * alive). Waits sleep on the condition variable in short slices and look at
- * the abort word and the peers' alive mutexes between slices, so a death is
- * seen within a slice and a deadline bounds everything. A rank that dies
- * holding the header mutex hands its successor EOWNERDEAD: the state it was
+ * alive). Waits sleep on a futex word in short slices and look at the abort
+ * word and the peers' alive mutexes between slices, so a death is seen
+ * within a slice and a deadline bounds everything. Not a pthread condition
+ * variable: glibc's broadcast waits for the waiters of the old group to
+ * leave it, so a waiter that was killed or stopped inside pthread_cond_wait
+ * would block every later broadcast, mutex held. A rank that dies holding
+ * the header mutex hands its successor EOWNERDEAD: the state it was
  * changing cannot be trusted, so the communicator is aborted. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,8 +65,8 @@ typedef struct {
   _Atomic uint64_t magic; /* stored last by rank 0: the segment is ready */
   int size;
   uint64_t slot_bytes, total_bytes;
-  pthread_mutex_t mu; /* robust; guards everything below */
-  pthread_cond_t cv;
+  pthread_mutex_t mu;    /* robust; guards everything below */
+  _Atomic uint32_t wake; /* futex: bumped at every change worth a look */
   int attached;
   int arrived;  /* ranks in the current barrier */
   uint64_t gen; /* barriers completed */
@@ -75,6 +81,7 @@ typedef struct {
   size_t map_bytes;
   char name[300];
   int holds_alive; /* this rank's alive mutex is locked by us */
+  int locked;      /* we hold the header mutex */
 } nw_shm;
 
 static double nw_shm_now(void) {
@@ -102,9 +109,25 @@ static void nw_shm_sleep(double s) {
 
 static size_t nw_shm_align(size_t n) { return (n + 63) & ~(size_t)63; }
 
-static size_t nw_shm_ranks_off(void) { return nw_shm_align(sizeof(nw_shm_hdr)); }
+static size_t nw_shm_ranks_off(void) {
+  return nw_shm_align(sizeof(nw_shm_hdr));
+}
 static size_t nw_shm_slots_off(int size) {
   return nw_shm_ranks_off() + nw_shm_align((size_t)size * sizeof(nw_shm_rank));
+}
+
+/* Every waiter looks again (no lock needed: the futex word is the
+ * handshake, and a wake never blocks). */
+static void nw_shm_wake(nw_shm_hdr *h) {
+  atomic_fetch_add(&h->wake, 1);
+  syscall(SYS_futex, (uint32_t *)&h->wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void nw_shm_unlock(nw_shm *s) {
+  if (s->locked) {
+    s->locked = 0;
+    pthread_mutex_unlock(&s->h->mu);
+  }
 }
 
 static void nw_shm_set_abort(nw_shm *s, int reason, int rank) {
@@ -141,10 +164,13 @@ static int nw_shm_lock(nw_shm *s, double deadline) {
   int rc = pthread_mutex_clocklock(&s->h->mu, CLOCK_MONOTONIC, &ts);
   if (rc == EOWNERDEAD) {
     pthread_mutex_consistent(&s->h->mu);
+    s->locked = 1;
     nw_shm_set_abort(s, NW_ABORT_LOCK_DIED, -1);
-    pthread_cond_broadcast(&s->h->cv);
+    nw_shm_wake(s->h);
     return 0; /* locked; the caller sees the abort word */
   }
+  if (rc == 0)
+    s->locked = 1;
   if (rc == ETIMEDOUT)
     return nw_coll_fail(&s->base, NW_ETIMEDOUT,
                         "rank %d: the collective's lock was not free within "
@@ -178,10 +204,11 @@ static int nw_shm_peer_alive(nw_shm *s, int r, int *reason) {
   return 0;
 }
 
-/* Waits, holding the header mutex, until *word differs from old (or, with
- * at_least, until it reaches old), the communicator is aborted, a peer
- * dies or leaves, or the deadline passes. `what` names the wait for the
- * timeout's message. */
+/* Called holding the header mutex: waits until *word differs from old
+ * (is64) or reaches old (an int), the communicator is aborted, a peer dies
+ * or leaves, or the deadline passes. The mutex is let go while sleeping;
+ * on return it is held again unless taking it back failed (s->locked
+ * says). `what` names the wait for the timeout's message. */
 static int nw_shm_wait(nw_shm *s, const void *word, int is64, uint64_t old,
                        double deadline, const char *what) {
   nw_shm_hdr *h = s->h;
@@ -196,7 +223,7 @@ static int nw_shm_wait(nw_shm *s, const void *word, int is64, uint64_t old,
       int reason;
       if (r != s->base.rank && !nw_shm_peer_alive(s, r, &reason)) {
         nw_shm_set_abort(s, reason, r);
-        pthread_cond_broadcast(&h->cv);
+        nw_shm_wake(h);
         return nw_shm_aborted(s);
       }
     }
@@ -204,20 +231,21 @@ static int nw_shm_wait(nw_shm *s, const void *word, int is64, uint64_t old,
     if (now >= deadline) {
       /* wake the others now rather than at their own deadlines */
       nw_shm_set_abort(s, NW_ABORT_TIMEOUT, s->base.rank);
-      pthread_cond_broadcast(&h->cv);
+      nw_shm_wake(h);
       return nw_coll_fail(&s->base, NW_ETIMEDOUT,
                           "rank %d: %s: no answer from the other ranks "
                           "within %.1f s",
                           s->base.rank, what, s->base.timeout_s);
     }
-    double until = now + NW_SHM_SLICE < deadline ? now + NW_SHM_SLICE : deadline;
-    struct timespec ts = nw_shm_ts(until);
-    int rc = pthread_cond_timedwait(&h->cv, &h->mu, &ts);
-    if (rc == EOWNERDEAD) {
-      pthread_mutex_consistent(&h->mu);
-      nw_shm_set_abort(s, NW_ABORT_LOCK_DIED, -1);
-      pthread_cond_broadcast(&h->cv);
-    }
+    /* The word read under the mutex: a change after it makes FUTEX_WAIT
+     * return at once, so no wake-up is lost between unlock and sleep. */
+    uint32_t seen = atomic_load(&h->wake);
+    nw_shm_unlock(s);
+    double slice =
+        deadline - now < NW_SHM_SLICE ? deadline - now : NW_SHM_SLICE;
+    struct timespec rel = nw_shm_ts(slice);
+    syscall(SYS_futex, (uint32_t *)&h->wake, FUTEX_WAIT, seen, &rel, NULL, 0);
+    NW_TRY(nw_shm_lock(s, deadline));
   }
 }
 
@@ -229,7 +257,7 @@ static int nw_shm_barrier_locked(nw_shm *s, double deadline) {
   if (++h->arrived == h->size) {
     h->arrived = 0;
     h->gen++;
-    pthread_cond_broadcast(&h->cv);
+    nw_shm_wake(h);
     return 0;
   }
   return nw_shm_wait(s, &h->gen, 1, gen, deadline, "barrier");
@@ -238,7 +266,7 @@ static int nw_shm_barrier_locked(nw_shm *s, double deadline) {
 static int nw_shm_barrier_at(nw_shm *s, double deadline) {
   NW_TRY(nw_shm_lock(s, deadline));
   int rc = nw_shm_barrier_locked(s, deadline);
-  pthread_mutex_unlock(&s->h->mu);
+  nw_shm_unlock(s);
   return rc;
 }
 
@@ -291,12 +319,7 @@ static int nw_shm_allreduce_f64(nw_coll *c, double *vals, int n) {
 static void nw_shm_abort(nw_coll *c) {
   nw_shm *s = (nw_shm *)c;
   nw_shm_set_abort(s, NW_ABORT_CALLED, c->rank);
-  /* A prompt wake-up when the mutex is free; otherwise the peers see the
-   * word at their next slice anyway. */
-  if (nw_shm_lock(s, nw_shm_now() + 0.1) == 0) {
-    pthread_cond_broadcast(&s->h->cv);
-    pthread_mutex_unlock(&s->h->mu);
-  }
+  nw_shm_wake(s->h);
 }
 
 static void nw_shm_unmap(nw_shm *s) {
@@ -312,10 +335,10 @@ static void nw_shm_close(nw_coll *c) {
      * its deadline; one that finished the same calls never looks. */
     if (nw_shm_lock(s, nw_shm_now() + 1.0) == 0) {
       s->ranks[c->rank].state = NW_RANK_LEFT;
-      pthread_cond_broadcast(&s->h->cv);
-      pthread_mutex_unlock(&s->h->mu);
+      nw_shm_unlock(s);
     }
     pthread_mutex_unlock(&s->ranks[c->rank].alive);
+    nw_shm_wake(s->h);
   }
   nw_shm_unmap(s);
 }
@@ -376,14 +399,7 @@ static int nw_shm_create(nw_shm *s, int size, size_t slot_bytes, char *err,
   h->slot_bytes = slot_bytes;
   h->total_bytes = total;
   nw_shm_point(s, p, total);
-  pthread_condattr_t ca;
-  int bad = nw_shm_robust_mutex(&h->mu) < 0 || pthread_condattr_init(&ca);
-  if (!bad) {
-    bad = pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED) ||
-          pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
-          pthread_cond_init(&h->cv, &ca);
-    pthread_condattr_destroy(&ca);
-  }
+  int bad = nw_shm_robust_mutex(&h->mu) < 0;
   for (int r = 0; r < size && !bad; r++)
     bad = nw_shm_robust_mutex(&s->ranks[r].alive) < 0;
   if (bad || pthread_mutex_lock(&s->ranks[0].alive)) {
@@ -412,8 +428,8 @@ static int nw_shm_attach(nw_shm *s, int rank, int size, double deadline,
     void *p = MAP_FAILED;
     if (fd >= 0 && fstat(fd, &st) == 0 &&
         (size_t)st.st_size >= nw_shm_slots_off(size))
-      p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-               fd, 0);
+      p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+               0);
     if (fd >= 0)
       close(fd);
     if (p == MAP_FAILED) {
@@ -445,11 +461,11 @@ static int nw_shm_attach(nw_shm *s, int rank, int size, double deadline,
       s->ranks[rank].pid = (int)getpid();
       if (++h->attached == size)
         shm_unlink(s->name); /* everyone is in: a crash leaves nothing */
-      pthread_cond_broadcast(&h->cv);
-      pthread_mutex_unlock(&h->mu);
+      nw_shm_wake(h);
+      nw_shm_unlock(s);
       return 0;
     }
-    pthread_mutex_unlock(&h->mu);
+    nw_shm_unlock(s);
     last = "a stale segment (its rank 0 is gone or our rank is taken)";
     s->h = NULL;
     munmap(p, (size_t)st.st_size);
@@ -499,7 +515,7 @@ int nw_coll_shm_open(nw_coll **out, const nw_coll_options *o, char *err,
   if ((rc = nw_shm_lock(s, deadline)) == 0) {
     rc = nw_shm_wait(s, &s->h->attached, 0, (uint64_t)o->size, deadline,
                      "forming the world");
-    pthread_mutex_unlock(&s->h->mu);
+    nw_shm_unlock(s);
   }
   if (rc < 0) {
     snprintf(err, errlen, "%s: %s", s->name, s->base.why);

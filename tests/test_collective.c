@@ -3,6 +3,7 @@
  * the barrier, and failures (abort, a rank killed, a rank hung, a rank that
  * never comes, a stale segment), with nothing left in /dev/shm. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include <cmocka.h>
 
@@ -137,8 +137,8 @@ static int rank_main(world_case *c, int rank) {
   double v[3] = {rank, 1, 0.5 * rank * rank};
   if ((rc = nw_coll_allreduce_f64(coll, v, 3)) < 0)
     goto out;
-  double W = c->world, want[3] = {W * (W - 1) / 2, W,
-                                  0.5 * (W - 1) * W * (2 * W - 1) / 6};
+  double W = c->world,
+         want[3] = {W * (W - 1) / 2, W, 0.5 * (W - 1) * W * (2 * W - 1) / 6};
   if (v[0] != want[0] || v[1] != want[1] || v[2] != want[2])
     c->out->exact[rank] = 0;
   nw_test_sleep(0.05 * rank); /* arrive one after another */
@@ -350,10 +350,8 @@ static void test_dead_world_segment(void **state) {
   c.n = 100;
   pid_t p = fork();
   if (p == 0) {
-    nw_coll_options o = {.kind = NW_COLL_SHM,
-                         .size = 2,
-                         .comm = c.comm,
-                         .timeout_s = 30};
+    nw_coll_options o = {
+        .kind = NW_COLL_SHM, .size = 2, .comm = c.comm, .timeout_s = 30};
     nw_coll *coll;
     char err[256];
     /* killed while waiting for rank 1 */
