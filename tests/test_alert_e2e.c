@@ -122,34 +122,10 @@ static int run_supervisor(e2e_case *c) {
   argv[n++] = "--set";
   argv[n++] = dev;
   argv[n] = NULL;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  double end = nw_test_now() + 120;
-  int st;
-  for (;;) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
-      break;
-    if (nw_test_now() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      nw_vdev_unlink(c->device);
-      return -1;
-    }
-    nw_test_sleep(0.05);
-  }
+  pid_t pid = nw_test_spawn_logged(argv, c->log);
+  int rc = nw_test_wait_or_kill(pid, 120);
   nw_vdev_unlink(c->device);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return rc;
 }
 
 static const char *gets_(json_t *o, const char *k) {

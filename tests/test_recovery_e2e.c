@@ -109,20 +109,6 @@ static void set_arg(char *buf, size_t len, const char *fmt, ...) {
   va_end(ap);
 }
 
-static int wait_exit(pid_t pid, double timeout) {
-  double end = nw_test_now() + timeout;
-  int st;
-  while (nw_test_now() < end) {
-    pid_t w = waitpid(pid, &st, WNOHANG);
-    if (w == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    nw_test_sleep(0.02);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  return -1;
-}
-
 /* Runs `nightwatch run --run-dir DIR --policy P` with the small model, the
  * run's device and the extra --set values (NULL-terminated) to its end;
  * returns its exit code. */
@@ -149,19 +135,7 @@ static int sup_run(e2e_run *r, const char *const *sets, double timeout) {
     argv[n++] = (char *)sets[i];
   }
   argv[n] = NULL;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(r->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  return wait_exit(pid, timeout);
+  return nw_test_wait_or_kill(nw_test_spawn_logged(argv, r->log), timeout);
 }
 
 static void sup_ok(e2e_run *r, const char *const *sets) {
@@ -565,7 +539,8 @@ static void test_duplicate_process(void **state) {
       mem,   rid, "eval.every=0", "data.long_fraction=0", "batch.micro=8",
       steps, NULL};
   int rc = sup_run(&r, second, 60);
-  int drc = wait_exit(dup, 15); /* stopped by the supervisor, or by us */
+  int drc =
+      nw_test_wait_or_kill(dup, 15); /* stopped by the supervisor, or by us */
   if (rc != 0)
     dump_log(&r);
   assert_int_equal(rc, 0);

@@ -104,36 +104,11 @@ static pid_t sup_start(sup_case *c, const char *const *extra) {
   for (int i = 0; extra && extra[i]; i++)
     argv[n++] = (char *)extra[i];
   argv[n] = NULL;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  return pid;
-}
-
-/* The exit code of pid (128+signal when killed), -1 after timeout s. */
-static int wait_exit(pid_t pid, double timeout) {
-  double end = nw_test_now() + timeout;
-  int st;
-  while (nw_test_now() < end) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    nw_test_sleep(0.02);
-  }
-  return -1;
+  return nw_test_spawn_logged(argv, c->log);
 }
 
 static int sup_wait(sup_case *c, double timeout) {
-  int rc = wait_exit(c->sup, timeout);
+  int rc = nw_test_wait_exit(c->sup, timeout);
   if (rc >= 0)
     c->sup = 0;
   return rc;
@@ -550,7 +525,7 @@ static void test_duplicate_killed(void **state) {
   const char *extra[] = {"--set",          mem, "--set", rid, "--set",
                          "train.steps=20", NULL};
   c.sup = sup_start(&c, extra);
-  int drc = wait_exit(dup, 30);
+  int drc = nw_test_wait_exit(dup, 30);
   if (drc != 128 + SIGTERM)
     dump_log(&c);
   assert_int_equal(drc, 128 + SIGTERM); /* the supervisor stopped it */
@@ -607,8 +582,8 @@ static void test_foreign_waited_for(void **state) {
   assert_int_equal(waitpid(other, NULL, WNOHANG), 0); /* alive */
   assert_true(alive(other));
   char b = 0;
-  assert_int_equal(write(go, &b, 1), 1);    /* now it lets go */
-  assert_int_equal(wait_exit(other, 5), 0); /* exited by itself */
+  assert_int_equal(write(go, &b, 1), 1);            /* now it lets go */
+  assert_int_equal(nw_test_wait_exit(other, 5), 0); /* exited by itself */
   int rc = sup_wait(&c, 40);
   if (rc != 0)
     dump_log(&c);

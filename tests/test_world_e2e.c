@@ -103,36 +103,12 @@ static pid_t wstart(wcase *c) {
     argv[n++] = c->sets[i];
   }
   argv[n] = NULL;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  return pid;
+  return nw_test_spawn_logged(argv, c->log);
 }
 
 /* Waits for the supervisor; its exit code (128+signal, -1 on time out). */
 static int wwait(pid_t pid, double timeout) {
-  double end = nw_test_now() + timeout;
-  int st;
-  for (;;) {
-    if (waitpid(pid, &st, WNOHANG) == pid)
-      break;
-    if (nw_test_now() > end) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    nw_test_sleep(0.05);
-  }
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return nw_test_wait_or_kill(pid, timeout);
 }
 
 /* Runs the supervisor to its end. */

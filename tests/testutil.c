@@ -4,7 +4,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,4 +150,44 @@ double nw_test_now(void) {
 void nw_test_sleep(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
   nanosleep(&ts, NULL);
+}
+
+int nw_test_spawn_logged(char *const argv[], const char *log) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    abort();
+  }
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    setenv("OMP_NUM_THREADS", "1", 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return (int)pid;
+}
+
+int nw_test_wait_exit(int pid, double timeout) {
+  double end = nw_test_now() + timeout;
+  int st;
+  for (;;) {
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (nw_test_now() >= end)
+      return -1;
+    nw_test_sleep(0.02);
+  }
+}
+
+int nw_test_wait_or_kill(int pid, double timeout) {
+  int rc = nw_test_wait_exit(pid, timeout);
+  if (rc < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  return rc;
 }

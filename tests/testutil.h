@@ -2,7 +2,8 @@
  * defines: nw_test_tmpdir, nw_test_rmdir_flat, nw_test_write_text,
  *          nw_test_rel_diff, nw_test_run_cmd, nw_test_ledger_load,
  *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
- *          nw_test_sleep */
+ *          nw_test_sleep, nw_test_spawn_logged, nw_test_wait_exit,
+ *          nw_test_wait_or_kill */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -33,6 +34,18 @@ int nw_test_run_cmd(char *const argv[], char *out, size_t len);
 /* Monotonic seconds, and a sleep of fractional seconds. */
 double nw_test_now(void);
 void nw_test_sleep(double seconds);
+
+/* Starts argv (argv[0] a path) with stdout and stderr appended to log and
+ * OMP_NUM_THREADS=1 (tests run beside each other on few cores); returns
+ * its pid. Aborts the test process when it cannot fork. */
+int nw_test_spawn_logged(char *const argv[], const char *log);
+
+/* Waits up to timeout seconds for pid (a child): its exit code, 128+signal
+ * when a signal ended it, or -1 when it still runs (left running). */
+int nw_test_wait_exit(int pid, double timeout);
+/* The same, but a child still running after timeout is SIGKILLed and
+ * reaped (-1): nothing of a failed test keeps running. */
+int nw_test_wait_or_kill(int pid, double timeout);
 
 /* RUN_DIR/ledger.jsonl as an array of objects (empty when there is none;
  * lines that do not parse are left out). json_decref it. */
