@@ -12,13 +12,13 @@
  * hung peer ends in NW_EPEER / NW_ETIMEDOUT and ncclCommAbort, never in a
  * wait without end. All work runs on the backend's one stream (nw_cu), in
  * order with the kernels that produced the gradients. */
-#include <errno.h>   // defines: errno
-#include <nccl.h>    // defines: ncclCommInitRankConfig, ncclAllReduce, ...
-#include <stdio.h>   // defines: snprintf, FILE
-#include <stdlib.h>  // defines: calloc, free
-#include <string.h>  // defines: strerror
-#include <time.h>    // defines: clock_gettime, nanosleep
-#include <unistd.h>  // defines: unlink
+#include <errno.h>  // defines: errno
+#include <nccl.h>   // defines: ncclCommInitRankConfig, ncclAllReduce, ...
+#include <stdio.h>  // defines: snprintf, FILE
+#include <stdlib.h> // defines: calloc, free
+#include <string.h> // defines: strerror
+#include <time.h>   // defines: clock_gettime, nanosleep
+#include <unistd.h> // defines: unlink
 
 #include "cuda_internal.cuh" // defines: nw_cu (the backend's stream)
 
@@ -47,11 +47,9 @@ static void nw_nccl_nap(void) {
 
 /* Fails the communicator: aborted, so that NCCL's own kernels and proxy
  * threads stop waiting for the peer (the peers see it as an error). */
-static int nw_nccl_fail(nw_nccl *n, int rc, const char *what,
-                        ncclResult_t r) {
+static int nw_nccl_fail(nw_nccl *n, int rc, const char *what, ncclResult_t r) {
   nw_coll_fail(&n->base, rc, "rank %d: %s: %s", n->base.rank, what,
-               r == ncclSuccess ? "deadline passed"
-                                : ncclGetErrorString(r));
+               r == ncclSuccess ? "deadline passed" : ncclGetErrorString(r));
   if (n->comm) {
     ncclCommAbort(n->comm);
     n->comm = NULL;
@@ -79,8 +77,7 @@ static int nw_nccl_settle(nw_nccl *n, double deadline, const char *what) {
 
 /* Waits for the stream (the collective and what came before it), watching
  * the communicator's asynchronous error and the deadline. */
-static int nw_nccl_wait_stream(nw_nccl *n, double deadline,
-                               const char *what) {
+static int nw_nccl_wait_stream(nw_nccl *n, double deadline, const char *what) {
   for (;;) {
     cudaError_t e = cudaStreamQuery(nw_cu.stream);
     if (e == cudaSuccess)
@@ -107,8 +104,8 @@ static int nw_nccl_wait_stream(nw_nccl *n, double deadline,
 static int nw_nccl_allreduce(nw_nccl *n, void *buf, size_t count,
                              ncclDataType_t type, const char *what) {
   double deadline = nw_nccl_now() + n->base.timeout_s;
-  ncclResult_t r = ncclAllReduce(buf, buf, count, type, ncclSum, n->comm,
-                                 nw_cu.stream);
+  ncclResult_t r =
+      ncclAllReduce(buf, buf, count, type, ncclSum, n->comm, nw_cu.stream);
   if (r != ncclSuccess && r != ncclInProgress)
     return nw_nccl_fail(n, NW_EPEER, what, r);
   NW_TRY(nw_nccl_settle(n, deadline, what));
@@ -118,8 +115,7 @@ static int nw_nccl_allreduce(nw_nccl *n, void *buf, size_t count,
 /* NCCL's ring and tree sums are deterministic for a given communicator,
  * size and count, and every rank receives the same reduced bytes. */
 static int nw_nccl_allreduce_f32(nw_coll *c, float *buf, size_t count) {
-  return nw_nccl_allreduce((nw_nccl *)c, buf, count, ncclFloat32,
-                           "all-reduce");
+  return nw_nccl_allreduce((nw_nccl *)c, buf, count, ncclFloat32, "all-reduce");
 }
 
 static int nw_nccl_allreduce_f64(nw_coll *c, double *vals, int count) {
@@ -127,17 +123,14 @@ static int nw_nccl_allreduce_f64(nw_coll *c, double *vals, int count) {
   size_t bytes = (size_t)count * sizeof(double);
   if (cudaMemcpyAsync(n->dvals, vals, bytes, cudaMemcpyHostToDevice,
                       nw_cu.stream) != cudaSuccess)
-    return nw_coll_fail(c, NW_EPEER, "rank %d: copying %d values: %s",
-                        c->rank, count,
-                        cudaGetErrorString(cudaGetLastError()));
+    return nw_coll_fail(c, NW_EPEER, "rank %d: copying %d values: %s", c->rank,
+                        count, cudaGetErrorString(cudaGetLastError()));
   NW_TRY(nw_nccl_allreduce(n, n->dvals, (size_t)count, ncclFloat64,
                            "all-reduce of step values"));
   /* the stream is idle now: this copy cannot wait on a peer */
-  if (cudaMemcpy(vals, n->dvals, bytes, cudaMemcpyDeviceToHost) !=
-      cudaSuccess)
+  if (cudaMemcpy(vals, n->dvals, bytes, cudaMemcpyDeviceToHost) != cudaSuccess)
     return nw_coll_fail(c, NW_EPEER, "rank %d: copying %d values back: %s",
-                        c->rank, count,
-                        cudaGetErrorString(cudaGetLastError()));
+                        c->rank, count, cudaGetErrorString(cudaGetLastError()));
   return 0;
 }
 
@@ -241,8 +234,8 @@ extern "C" int nw_coll_nccl_open(nw_coll **out, const nw_coll_options *o,
       free(n);
       return NW_ESYS;
     }
-  } else if ((rc = nw_nccl_exchange_id(o, &id, deadline, path, sizeof path,
-                                       err, errlen)) < 0) {
+  } else if ((rc = nw_nccl_exchange_id(o, &id, deadline, path, sizeof path, err,
+                                       errlen)) < 0) {
     free(n);
     return rc;
   }
@@ -258,11 +251,10 @@ extern "C" int nw_coll_nccl_open(nw_coll **out, const nw_coll_options *o,
   }
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   cfg.blocking = 0;
-  ncclResult_t r =
-      ncclCommInitRankConfig(&n->comm, o->size, id, o->rank, &cfg);
+  ncclResult_t r = ncclCommInitRankConfig(&n->comm, o->size, id, o->rank, &cfg);
   if (r != ncclSuccess && r != ncclInProgress) {
-    snprintf(err, errlen, "ncclCommInitRankConfig (rank %d of %d): %s",
-             o->rank, o->size, ncclGetErrorString(r));
+    snprintf(err, errlen, "ncclCommInitRankConfig (rank %d of %d): %s", o->rank,
+             o->size, ncclGetErrorString(r));
     if (n->comm)
       ncclCommAbort(n->comm);
     n->comm = NULL;
