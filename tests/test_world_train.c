@@ -237,6 +237,9 @@ static void test_parity(void **state) {
     assert_int_equal(st.world, worlds[i]);
     double d = nw_test_rel_diff(st.params, one.params, one.num_params);
     double dm = nw_test_rel_diff(st.exp_avg, one.exp_avg, one.num_params);
+    printf("world %d vs 1 after 6 steps: parameters %.2e, first moments "
+           "%.2e max relative difference\n",
+           worlds[i], d, dm);
     if (d > 1e-5 || dm > 1e-4)
       fail_msg("world %d: parameters differ by %g relative, first moments "
                "by %g",
