@@ -17,7 +17,7 @@
   X(BUSY, "resource busy")                                                     \
   X(NOTFOUND, "not found")                                                     \
   X(SYS, "system call failed")                                                 \
-  X(INTERNAL, "internal error")                                               \
+  X(INTERNAL, "internal error")                                                \
   X(PEER, "a peer rank failed")                                                \
   X(TIMEDOUT, "timed out")
 

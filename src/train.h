@@ -53,11 +53,11 @@ typedef struct nw_trainer {
    * share of every effective batch; gradients, token counts and the stop
    * flag are summed over ranks; rank 0 writes checkpoints and evaluates. */
   nw_world world;
-  nw_coll *coll;         /* a world of one has a coll that does nothing */
-  char device_name[72];  /* this rank's virtual device (world.h) */
-  int64_t step_tokens;   /* target tokens of the whole effective batch of
-                            step `tokens_step`, summed over ranks */
-  int tokens_step;       /* -1: not counted yet */
+  nw_coll *coll;        /* a world of one has a coll that does nothing */
+  char device_name[72]; /* this rank's virtual device (world.h) */
+  int64_t step_tokens;  /* target tokens of the whole effective batch of
+                           step `tokens_step`, summed over ranks */
+  int tokens_step;      /* -1: not counted yet */
 
   int step;            /* optimizer steps completed */
   int64_t tokens_seen; /* target tokens trained on */

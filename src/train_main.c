@@ -215,10 +215,9 @@ int main(int argc, char **argv) {
   }
   if (rc < 0) {
     nw_error("%s", err);
-    return nw_exit_failed(t,
-                          rc, rc == NW_EHOSTMEM || rc == NW_ESYS
-                                  ? NW_EXIT_FAILURE
-                                  : NW_EXIT_CONFIG);
+    return nw_exit_failed(t, rc,
+                          rc == NW_EHOSTMEM || rc == NW_ESYS ? NW_EXIT_FAILURE
+                                                             : NW_EXIT_CONFIG);
   }
   nw_info("model: %d layers, %d heads, width %d, vocabulary %d, max length %d: "
           "%zu parameters; batch %d = micro %d x accum %d x world %d",
