@@ -228,6 +228,14 @@ static void nw_sup_stop(nw_sup *s, double now, const char *why) {
     nw_sup_set_state(s, NW_SUP_STOPPING, now + s->cfg.supervisor.kill_grace);
     break;
   case NW_SUP_STOPPING:
+    if (s->stop_reason == NW_SUP_STOP_REQUESTED) {
+      /* asked twice (Ctrl-C twice): the person means now; the newest good
+       * checkpoint stays what it was, a half-written one is a temporary */
+      nw_warn("%s again while stopping: SIGKILL to the trainer now", why);
+      nw_sup_signal_ranks(s, SIGKILL);
+      s->deadline = 0; /* the pidfd tells when it is gone */
+      break;
+    }
     s->stop_reason = NW_SUP_STOP_REQUESTED; /* a hang stop becomes final */
     break;
   case NW_SUP_BACKOFF:

@@ -330,6 +330,39 @@ static void test_lock_and_sigterm(void **state) {
 }
 
 /* (3) SIGKILL of the supervisor leaves no trainer (PR_SET_PDEATHSIG). */
+/* Ctrl-C twice: a trainer that does not stop (here: SIGSTOPped, so its
+ * SIGTERM waits) is killed at the second request, long before the grace. */
+static void test_second_sigterm_kills(void **state) {
+  (void)state;
+  sup_case c;
+  case_init(&c, "twice");
+  const char *extra[] = {"--set", "train.steps=1000000", "--set",
+                         "supervisor.kill_grace=120", NULL};
+  c.sup = sup_start(&c, extra);
+  int tpid;
+  assert_true(wait_step(&c, 2, 20, &tpid) >= 2);
+  assert_int_equal(kill(tpid, SIGSTOP), 0);
+  assert_int_equal(kill(c.sup, SIGTERM), 0);
+  nw_test_sleep(0.5);
+  assert_true(alive(tpid)); /* still in its grace */
+  double t0 = nw_test_now();
+  assert_int_equal(kill(c.sup, SIGINT), 0);
+  int rc = sup_wait(&c, 20);
+  double took = nw_test_now() - t0;
+  if (rc != 1)
+    dump_log(&c);
+  assert_int_equal(rc, 1); /* the trainer did not stop cleanly */
+  assert_true(took < 20);  /* not the 120 s grace */
+  assert_false(alive(tpid));
+  assert_true(log_has(&c, "SIGINT again while stopping: SIGKILL"));
+  json_t *a = ledger(&c);
+  json_t *stop = find(a, "stop", 0);
+  assert_non_null(stop);
+  assert_false(json_is_true(json_object_get(stop, "checkpoint")));
+  json_decref(a);
+  case_fini(&c);
+}
+
 static void test_sigkill_leaves_no_trainer(void **state) {
   (void)state;
   sup_case c;
@@ -697,6 +730,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_activation_recovery),
       cmocka_unit_test(test_lock_and_sigterm),
+      cmocka_unit_test(test_second_sigterm_kills),
       cmocka_unit_test(test_sigkill_leaves_no_trainer),
       cmocka_unit_test(test_hang),
       cmocka_unit_test(test_bad_policy),
