@@ -23,22 +23,17 @@
 
 #include "backend.h"
 #include "ckpt.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "fsutil.h"
 #include "mem.h"
 #include "model.h"
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Seconds to write the arrays back to back into path and fsync it. */
 static double plain_write(const char *path, float *const *arrays, int n,
                           size_t bytes_each) {
-  double t0 = now();
+  double t0 = nw_clock_now();
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     fprintf(stderr, "%s: %s\n", path, strerror(errno));
@@ -64,7 +59,7 @@ static double plain_write(const char *path, float *const *arrays, int n,
     fprintf(stderr, "%s: fsync: %s\n", path, strerror(errno));
     return -1;
   }
-  return now() - t0;
+  return nw_clock_now() - t0;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -166,16 +161,16 @@ int main(int argc, char **argv) {
         if (tp[r] < 0)
           return 1;
       } else {
-        double t0 = now();
+        double t0 = nw_clock_now();
         int rc = nw_ckpt_write(path, &st, err, sizeof err);
-        tc[r] = now() - t0;
+        tc[r] = nw_clock_now() - t0;
         if (rc != 0) {
           fprintf(stderr, "nw_ckpt_write: %s\n", err);
           return 1;
         }
-        t0 = now();
+        t0 = nw_clock_now();
         rc = nw_ckpt_verify(path, err, sizeof err);
-        tv[r] = now() - t0;
+        tv[r] = nw_clock_now() - t0;
         if (rc != 0) {
           fprintf(stderr, "nw_ckpt_verify: %s\n", err);
           return 1;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "estimate.h"
 #include "model.h"
@@ -30,12 +31,6 @@
 
 #ifdef NW_HAVE_CUDA
 #include "nw_cuda.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void gpt2_small(nw_config *c) {
   nw_config_defaults(c);
@@ -74,7 +69,7 @@ static int throughput(nw_precision prec, int B, int T, double *tok_s,
   int warm = 2, steps = 10;
   for (int s = 0; rc == 0 && s < warm + steps; s++) {
     if (s == warm)
-      t0 = now();
+      t0 = nw_clock_now();
     double loss;
     nw_model_zero_grad(m);
     rc = nw_model_forward_backward(m, inp, tgt, B, T, 1.0f / (float)(B * T),
@@ -84,7 +79,7 @@ static int throughput(nw_precision prec, int B, int T, double *tok_s,
       rc = nw_optim_step(o, &c.train, s, &norm); /* waits via sumsq */
   }
   if (rc == 0) {
-    *tok_s = (double)B * T * steps / (now() - t0);
+    *tok_s = (double)B * T * steps / (nw_clock_now() - t0);
     *nparams = nw_model_num_params(m);
   }
   free(inp);
@@ -117,7 +112,7 @@ static int run_timed(char *const argv[], const char *mark, double *t_mark,
   *t_mark = 0;
   while (f && fgets(line, sizeof line, f)) {
     if (!*t_mark && strstr(line, mark)) {
-      *t_mark = now();
+      *t_mark = nw_clock_now();
       kill(pid, SIGTERM); /* one step is all that is timed */
     }
   }
@@ -125,7 +120,7 @@ static int run_timed(char *const argv[], const char *mark, double *t_mark,
     fclose(f);
   int st;
   waitpid(pid, &st, 0);
-  *t_end = now();
+  *t_end = nw_clock_now();
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -168,14 +163,14 @@ static void resume_time(const char *train_bin) {
                "batch.micro=32",
                NULL};
   double t_oom, t_exit, t_step, t_end;
-  double t_start = now();
+  double t_start = nw_clock_now();
   int st = run_timed(a, "out of device memory", &t_oom, &t_exit);
   if (st != 75) {
     printf("resume: the first trainer exited %d, not 75 (OOM)\n", st);
     return;
   }
   a[sizeof a / sizeof a[0] - 2] = "batch.micro=8";
-  double t_restart = now();
+  double t_restart = nw_clock_now();
   st = run_timed(a, " step 1/", &t_step, &t_end);
   if (!t_step) {
     printf("resume: the second trainer exited %d before a step\n", st);

@@ -30,15 +30,10 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "clock.h"
 #include "config.h"
 #include "estimate.h"
 #include "vdev.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Runs argv with its output appended to log; the exit code, or -1. */
 static int run_quiet(char *const *argv, const char *log) {
@@ -194,9 +189,9 @@ int main(int argc, char **argv) {
     char ck[PATH_MAX], err[512];
     nw_ckpt_path(dir, 3, ck, sizeof ck);
     nw_ckpt_state st;
-    double t0 = now();
+    double t0 = nw_clock_now();
     int lrc = nw_ckpt_read(ck, &st, err, sizeof err);
-    double load = now() - t0;
+    double load = nw_clock_now() - t0;
     if (lrc == 0)
       nw_ckpt_free(&st);
     else

@@ -16,15 +16,10 @@
 
 #include "blas_setup.h"
 #include "ckpt_writer.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "train.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv) {
   nw_blas_info info;
@@ -60,33 +55,33 @@ int main(int argc, char **argv) {
   double plain = 0;
   const int n = 3;
   for (int i = 0; i < n; i++) {
-    double t0 = now();
+    double t0 = nw_clock_now();
     if (nw_trainer_step(t, &r) < 0)
       return 1;
-    plain += (now() - t0) / n;
+    plain += (nw_clock_now() - t0) / n;
   }
   /* A first checkpoint allocates and first-touches the writer's 1.5 GB of
    * host buffers (a one-time cost, printed apart); the stall of every later
    * checkpoint is the snapshot alone. */
   t->cfg.checkpoint.every = 1;
-  double t0 = now();
+  double t0 = nw_clock_now();
   nw_trainer_checkpoint_tick(t);
-  double first = now() - t0;
+  double first = nw_clock_now() - t0;
   nw_ckpt_result res;
   nw_ckpt_writer_wait(t->writer, &res);
   if (nw_trainer_step(t, &r) < 0)
     return 1;
-  t0 = now();
+  t0 = nw_clock_now();
   nw_trainer_checkpoint_tick(t);
-  double stall = now() - t0;
+  double stall = nw_clock_now() - t0;
   t->cfg.checkpoint.every = 0;
   double during = 0;
   int steps_during = 0;
   while (nw_ckpt_writer_busy(t->writer)) {
-    double s0 = now();
+    double s0 = nw_clock_now();
     if (nw_trainer_step(t, &r) < 0)
       return 1;
-    during += now() - s0;
+    during += nw_clock_now() - s0;
     steps_during++;
   }
   if (!nw_ckpt_writer_wait(t->writer, &res) || res.rc < 0) {

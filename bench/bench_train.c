@@ -17,17 +17,12 @@
 #include <time.h>
 
 #include "blas_setup.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "mem.h"
 #include "model.h"
 #include "optim.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* GFLOP/s of C(M,N) = A(M,K) B(K,N)^T, best of `reps`. */
 static double sgemm_rate(int M, int N, int K, int reps) {
@@ -44,10 +39,10 @@ static double sgemm_rate(int M, int N, int K, int reps) {
     b[i] = (float)(i % 5) * 0.01f;
   double best = 0;
   for (int r = 0; r < reps + 1; r++) {
-    double t0 = now();
+    double t0 = nw_clock_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b,
                 K, 0.0f, c, N);
-    double dt = now() - t0;
+    double dt = nw_clock_now() - t0;
     double rate = 2.0 * M * N * K / dt / 1e9;
     if (r > 0 && rate > best) /* the first call warms up */
       best = rate;
@@ -100,7 +95,7 @@ static int bench_model(const bench_case *bc, double ceiling) {
   /* Two warm-up steps: the first allocates the optimizer state, the second
    * settles the allocator's cache into the steady state. */
   for (int it = 0; it < bc->iters + 2; it++) {
-    double t0 = now(), loss = 0, norm = 0;
+    double t0 = nw_clock_now(), loss = 0, norm = 0;
     nw_model_zero_grad(model);
     rc = nw_model_forward_backward(model, inp, tgt, bc->B, bc->T,
                                    1.0f / (float)bt, &loss);
@@ -110,7 +105,7 @@ static int bench_model(const bench_case *bc, double ceiling) {
     if (rc < 0)
       goto out;
     if (it >= 2)
-      total += now() - t0;
+      total += nw_clock_now() - t0;
   }
   const nw_model_config *s = &bc->shape;
   double n_mm =

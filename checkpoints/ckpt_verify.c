@@ -15,13 +15,8 @@
 
 #include "ckpt.h"
 #include "ckpt_internal.h"
+#include "clock.h"
 #include "error.h"
-
-static double nw_ckpt_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The child: one byte of result (0, or -NW_E*), then the message. It never
  * returns: _exit skips atexit handlers (HDF5's among them) and stdio
@@ -71,14 +66,14 @@ int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
 
   /* Read the report until EOF (the child's exit closes the pipe) or the
    * deadline. */
-  double deadline = timeout_s > 0 ? nw_ckpt_now() + timeout_s : 0;
+  double deadline = timeout_s > 0 ? nw_clock_now() + timeout_s : 0;
   char msg[1024];
   size_t got = 0;
   int timed_out = 0;
   for (;;) {
     int wait_ms = -1;
     if (timeout_s > 0) {
-      double left = deadline - nw_ckpt_now();
+      double left = deadline - nw_clock_now();
       if (left <= 0) {
         timed_out = 1;
         break;
@@ -116,7 +111,7 @@ int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
     }
     if (w < 0 && errno != EINTR)
       break; /* ECHILD: reaped elsewhere (SIGCHLD ignored); the pipe says */
-    if (timeout_s > 0 && nw_ckpt_now() >= deadline) {
+    if (timeout_s > 0 && nw_clock_now() >= deadline) {
       timed_out = 1;
       break;
     }

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "estimate.h"
@@ -61,12 +62,6 @@ typedef struct {
   int action_repeat;
   json_t *before, *after; /* settings around the chain of recoveries */
 } nw_demo_summary;
-
-static double nw_demo_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void nw_demo_sleep(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
@@ -165,7 +160,7 @@ static int nw_demo_supervise(const char *exe, nw_demo_run *r, pid_t *also) {
     argv[n++] = r->sets[i];
   }
   argv[n] = NULL;
-  double t0 = nw_demo_now();
+  double t0 = nw_clock_now();
   pid_t sup;
   int rc = nw_demo_spawn(argv, r->log, &sup);
   if (rc < 0)
@@ -183,7 +178,7 @@ static int nw_demo_supervise(const char *exe, nw_demo_run *r, pid_t *also) {
       return NW_ESYS;
     nw_demo_sleep(0.05);
   }
-  r->seconds = nw_demo_now() - t0;
+  r->seconds = nw_clock_now() - t0;
   return 0;
 }
 

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "collective_internal.h"
 #include "error.h"
 
@@ -84,25 +85,8 @@ typedef struct {
   int locked;      /* we hold the header mutex */
 } nw_shm;
 
-static double nw_shm_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static struct timespec nw_shm_ts(double t) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 static void nw_shm_sleep(double s) {
-  struct timespec ts = nw_shm_ts(s);
+  struct timespec ts = nw_clock_timespec(s);
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
     ;
 }
@@ -160,7 +144,7 @@ static int nw_shm_aborted(nw_shm *s) {
  * state it was changing unknown: made consistent (so the mutex stays
  * usable for the others' exits) and the communicator aborted. */
 static int nw_shm_lock(nw_shm *s, double deadline) {
-  struct timespec ts = nw_shm_ts(deadline);
+  struct timespec ts = nw_clock_timespec(deadline);
   int rc = pthread_mutex_clocklock(&s->h->mu, CLOCK_MONOTONIC, &ts);
   if (rc == EOWNERDEAD) {
     pthread_mutex_consistent(&s->h->mu);
@@ -227,7 +211,7 @@ static int nw_shm_wait(nw_shm *s, const void *word, int is64, uint64_t old,
         return nw_shm_aborted(s);
       }
     }
-    double now = nw_shm_now();
+    double now = nw_clock_now();
     if (now >= deadline) {
       /* wake the others now rather than at their own deadlines */
       nw_shm_set_abort(s, NW_ABORT_TIMEOUT, s->base.rank);
@@ -243,7 +227,7 @@ static int nw_shm_wait(nw_shm *s, const void *word, int is64, uint64_t old,
     nw_shm_unlock(s);
     double slice =
         deadline - now < NW_SHM_SLICE ? deadline - now : NW_SHM_SLICE;
-    struct timespec rel = nw_shm_ts(slice);
+    struct timespec rel = nw_clock_timespec(slice);
     syscall(SYS_futex, (uint32_t *)&h->wake, FUTEX_WAIT, seen, &rel, NULL, 0);
     NW_TRY(nw_shm_lock(s, deadline));
   }
@@ -272,7 +256,7 @@ static int nw_shm_barrier_at(nw_shm *s, double deadline) {
 
 static int nw_shm_barrier(nw_coll *c) {
   nw_shm *s = (nw_shm *)c;
-  return nw_shm_barrier_at(s, nw_shm_now() + c->timeout_s);
+  return nw_shm_barrier_at(s, nw_clock_now() + c->timeout_s);
 }
 
 static char *nw_shm_slot(nw_shm *s, int r) {
@@ -282,7 +266,7 @@ static char *nw_shm_slot(nw_shm *s, int r) {
 /* buf (n) += the other ranks' buf, in rank order; one chunk per round. */
 static int nw_shm_allreduce_f32(nw_coll *c, float *buf, size_t n) {
   nw_shm *s = (nw_shm *)c;
-  double deadline = nw_shm_now() + c->timeout_s;
+  double deadline = nw_clock_now() + c->timeout_s;
   size_t chunk = s->h->slot_bytes / sizeof(float);
   int W = s->h->size;
   for (size_t off = 0; off < n; off += chunk) {
@@ -304,7 +288,7 @@ static int nw_shm_allreduce_f32(nw_coll *c, float *buf, size_t n) {
 
 static int nw_shm_allreduce_f64(nw_coll *c, double *vals, int n) {
   nw_shm *s = (nw_shm *)c;
-  double deadline = nw_shm_now() + c->timeout_s;
+  double deadline = nw_clock_now() + c->timeout_s;
   memcpy(nw_shm_slot(s, c->rank), vals, (size_t)n * sizeof(double));
   NW_TRY(nw_shm_barrier_at(s, deadline));
   for (int i = 0; i < n; i++) {
@@ -333,7 +317,7 @@ static void nw_shm_close(nw_coll *c) {
   if (s->holds_alive) {
     /* Leaving: a peer still waiting for us fails at once instead of at
      * its deadline; one that finished the same calls never looks. */
-    if (nw_shm_lock(s, nw_shm_now() + 1.0) == 0) {
+    if (nw_shm_lock(s, nw_clock_now() + 1.0) == 0) {
       s->ranks[c->rank].state = NW_RANK_LEFT;
       nw_shm_unlock(s);
     }
@@ -422,7 +406,7 @@ static int nw_shm_create(nw_shm *s, int size, size_t slot_bytes, char *err,
 static int nw_shm_attach(nw_shm *s, int rank, int size, double deadline,
                          char *err, size_t errlen) {
   const char *last = "no segment yet";
-  while (nw_shm_now() < deadline) {
+  while (nw_clock_now() < deadline) {
     int fd = shm_open(s->name, O_RDWR, 0);
     struct stat st;
     void *p = MAP_FAILED;
@@ -502,7 +486,7 @@ int nw_coll_shm_open(nw_coll **out, const nw_coll_options *o, char *err,
   slot = nw_shm_align(slot < NW_COLL_MAX_F64 * sizeof(double)
                           ? NW_COLL_MAX_F64 * sizeof(double)
                           : slot);
-  double deadline = nw_shm_now() + o->timeout_s;
+  double deadline = nw_clock_now() + o->timeout_s;
   int rc = o->rank == 0
                ? nw_shm_create(s, o->size, slot, err, errlen)
                : nw_shm_attach(s, o->rank, o->size, deadline, err, errlen);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "clock.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "log.h"
@@ -137,7 +138,7 @@ void nw_sup_start(nw_sup *s) {
   /* a fresh name per start: nothing of a dead world is ever joined */
   snprintf(s->comm, sizeof s->comm, "nw-%s-%d-%d", s->run_id, (int)getpid(),
            s->starts + 1);
-  double now = nw_sup_now();
+  double now = nw_clock_now();
   s->n_ranks = s->n_live = 0;
   s->fail_rank = -1;
   for (int r = 0; r < world; r++) {

@@ -15,6 +15,7 @@
 
 #include "ckpt.h"
 #include "classify.h"
+#include "clock.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "gpu_procs.h"
@@ -338,7 +339,7 @@ static void nw_sup_carry_out(nw_sup *s, const nw_decision *d,
 }
 
 void nw_sup_on_exit(nw_sup *s, int r, int wstatus) {
-  double now = nw_sup_now();
+  double now = nw_clock_now();
   int pid = (int)s->rank[r].child.pid, world = s->n_ranks;
   int self_pids[NW_SUP_MAX_RANKS];
   for (int k = 0; k < world; k++)

@@ -20,18 +20,13 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "clock.h"
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
 #include "run_id.h"
 #include "runlock.h"
 #include "supervisor_internal.h"
-
-double nw_sup_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 const char *nw_sup_state_name(nw_sup_state s) {
   switch (s) {
@@ -135,7 +130,7 @@ void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline) {
              nw_sup_state_name(st));
   s->state = st;
   s->deadline = deadline;
-  double now = nw_sup_now();
+  double now = nw_clock_now();
   nw_sup_write_status(s, now);
   nw_sup_notify_state(s, now);
 }
@@ -389,16 +384,14 @@ static int nw_sup_loop(nw_sup *s) {
       for (int k = 0; k < s->n_kill; k++)
         pfd[n++] = (struct pollfd){.fd = s->kill_pidfd[k], .events = POLLIN};
     }
-    double dl = nw_sup_next_deadline(s), now = nw_sup_now();
+    double dl = nw_sup_next_deadline(s), now = nw_clock_now();
     /* the watchdog ping and notify messages that are due wake us too */
     double nd = nw_sup_notify_deadline(s);
     if (nd > 0 && (dl == 0 || nd < dl))
       dl = nd;
     struct timespec ts, *tp = NULL;
     if (dl > 0) {
-      double wait = dl > now ? dl - now : 0;
-      ts.tv_sec = (time_t)wait;
-      ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+      ts = nw_clock_timespec(dl > now ? dl - now : 0);
       tp = &ts;
     }
     int r = ppoll(pfd, (nfds_t)n, tp, NULL);
@@ -406,7 +399,7 @@ static int nw_sup_loop(nw_sup *s) {
       nw_error("ppoll: %s", strerror(errno));
       return NW_ESYS;
     }
-    now = nw_sup_now();
+    now = nw_clock_now();
     if (r > 0 && (pfd[0].revents & POLLIN))
       nw_sup_on_signals(s, now);
     if (i_alert >= 0 && pfd[i_alert].revents)
@@ -452,7 +445,7 @@ static int nw_sup_loop(nw_sup *s) {
     if (dl > 0 && now >= dl)
       nw_sup_on_deadline(s, now);
     /* last: the watchdog ping says this iteration came round whole */
-    nw_sup_notify_tick(s, nw_sup_now());
+    nw_sup_notify_tick(s, nw_clock_now());
   }
   return 0;
 }
@@ -510,7 +503,7 @@ int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen) {
   nw_info("supervising run %s in %s (pid %d)", s->run_id, s->cfg.run.dir,
           (int)getpid());
   s->state = NW_SUP_BACKOFF;
-  s->restart_at = nw_sup_now();
+  s->restart_at = nw_clock_now();
   nw_sup_notify_init(s, s->restart_at);
   nw_sup_start(s);
   if (nw_sup_loop(s) < 0) {

@@ -101,7 +101,6 @@ typedef struct {
   int foreign_pids[NW_CLASSIFY_MAX_PIDS], n_foreign;
 } nw_sup;
 
-double nw_sup_now(void);
 void nw_sup_set_state(nw_sup *s, nw_sup_state st, double deadline);
 /* Appends to the ledger (a failing ledger is logged, never fatal) and hands
  * the entry to the webhooks whose events include it; steals entry. */

@@ -8,17 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "device.h"
 #include "error.h"
 #include "fsutil.h"
 #include "log.h"
 #include "run_id.h"
-
-static double nw_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* The run id: every process of one run shares it (run_id.h). */
 static int nw_trainer_run_id(nw_trainer *t, char *err, size_t errlen) {
@@ -47,7 +42,7 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   t->micro_step = -1;
   t->last_eval_step = -1;
   t->durable_step = -1;
-  t->last_ckpt_time = nw_now();
+  t->last_ckpt_time = nw_clock_now();
   t->tokens_step = -1;
   nw_status_open(&t->status);
   int rc = nw_world_from_env(cfg, &t->world, err, errlen);
@@ -200,7 +195,7 @@ int nw_trainer_step_begin(nw_trainer *t, int *stop) {
 int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   const nw_batch_config *bc = &t->cfg.batch;
   int accum = nw_config_accum(bc);
-  double t0 = nw_now();
+  double t0 = nw_clock_now();
   memset(res, 0, sizeof *res);
 
   /* The loss is normalised by all target tokens of the effective batch (of
@@ -254,7 +249,7 @@ int nw_trainer_step(nw_trainer *t, nw_step_result *res) {
   res->loss = loss_sum / (double)ntok;
   t->tokens_seen += ntok;
   t->step++;
-  res->seconds = nw_now() - t0;
+  res->seconds = nw_clock_now() - t0;
   return 0;
 }
 
@@ -341,7 +336,7 @@ out:
 
 int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
   const nw_eval_config *ec = &t->cfg.eval;
-  double t0 = nw_now();
+  double t0 = nw_clock_now();
   memset(res, 0, sizeof *res);
   double loss_sum = 0;
   int64_t ntok = 0;
@@ -378,7 +373,7 @@ int nw_trainer_eval(nw_trainer *t, nw_eval_result *res) {
     }
   }
   t->last_eval_step = t->step;
-  res->seconds = nw_now() - t0;
+  res->seconds = nw_clock_now() - t0;
   return 0;
 }
 

@@ -6,15 +6,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "log.h"
 #include "train.h"
-
-static double nw_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Copies the trainer's state into the writer's buffers: the only part of a
  * background checkpoint the training loop waits for. */
@@ -116,7 +111,7 @@ static int nw_trainer_checkpoint_start(nw_trainer *t) {
   NW_TRY(nw_trainer_snapshot(t, st));
   char path[NW_PATH_MAX];
   nw_ckpt_path(t->cfg.run.dir, t->step, path, sizeof path);
-  t->last_ckpt_time = nw_mono();
+  t->last_ckpt_time = nw_clock_now();
   return nw_ckpt_writer_start(t->writer, path, t->cfg.run.dir,
                               t->cfg.checkpoint.keep_last);
 }
@@ -128,7 +123,7 @@ void nw_trainer_checkpoint_tick(nw_trainer *t) {
   const nw_checkpoint_config *cc = &t->cfg.checkpoint;
   int due = (cc->every > 0 && t->step % cc->every == 0) ||
             (cc->every_seconds > 0 &&
-             nw_mono() - t->last_ckpt_time >= cc->every_seconds);
+             nw_clock_now() - t->last_ckpt_time >= cc->every_seconds);
   if (!due || t->step == t->durable_step)
     return;
   if (t->writer && nw_ckpt_writer_busy(t->writer)) {

@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 
 #include "alert_payload.h"
+#include "clock.h"
 #include "error.h"
 #include "hmac.h"
 #include "log.h"
@@ -96,23 +97,6 @@ struct nw_alerter {
   int n_hooks;
   nw__hook hooks[NW_ALERT_MAX_HOOKS];
 };
-
-static double nw__now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static struct timespec nw__abs(double t) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
 
 /* --- curl, once per process ------------------------------------------ */
 
@@ -397,8 +381,8 @@ static nw__result nw__send(nw__hook *h, const char *body, long *status,
 static int nw__wait_until(nw__hook *h, double deadline) {
   nw_alerter *a = h->a;
   pthread_mutex_lock(&a->mu);
-  while (!atomic_load(&a->abandon) && nw__now() < deadline) {
-    struct timespec ts = nw__abs(deadline);
+  while (!atomic_load(&a->abandon) && nw_clock_now() < deadline) {
+    struct timespec ts = nw_clock_timespec(deadline);
     pthread_cond_timedwait(&h->cond, &a->mu, &ts);
   }
   int abandoned = atomic_load(&a->abandon);
@@ -435,7 +419,7 @@ static json_t *nw__deliver(nw__hook *h, const nw__msg *m) {
   const nw_alert_config *cfg = &a->cfg;
   char *body = nw_alert_payload(h->format, m->entry, a->hostname, a->run_id);
   if (!body)
-    return nw__outcome(h, m->entry, "failed", 0, 0, nw__now() - m->queued,
+    return nw__outcome(h, m->entry, "failed", 0, 0, nw_clock_now() - m->queued,
                        "out of memory formatting the message");
   const char *outcome = "failed";
   char err[512] = "", why[640];
@@ -450,7 +434,7 @@ static json_t *nw__deliver(nw__hook *h, const nw__msg *m) {
     tries++;
     r = nw__send(h, body, &status, &retry_after, err, sizeof err);
     if (h->format == NW_ALERT_SLACK)
-      h->next_send = nw__now() + NW__SLACK_SPACING;
+      h->next_send = nw_clock_now() + NW__SLACK_SPACING;
     if (r != NW__RETRY || tries == cfg->attempts)
       break;
     double wait = nw__backoff(h, tries);
@@ -468,7 +452,7 @@ static json_t *nw__deliver(nw__hook *h, const nw__msg *m) {
     }
     nw_debug("webhook %s (%s): attempt %d of %d: %s; next in %.1f s", h->name,
              h->host, tries, cfg->attempts, err, wait);
-    if (nw__wait_until(h, nw__now() + wait)) {
+    if (nw__wait_until(h, nw_clock_now() + wait)) {
       r = NW__ABORTED;
       break;
     }
@@ -498,8 +482,8 @@ static json_t *nw__deliver(nw__hook *h, const nw__msg *m) {
     outcome = "failed";
     break;
   }
-  return nw__outcome(h, m->entry, outcome, tries, status, nw__now() - m->queued,
-                     err[0] ? err : NULL);
+  return nw__outcome(h, m->entry, outcome, tries, status,
+                     nw_clock_now() - m->queued, err[0] ? err : NULL);
 }
 
 static void *nw__worker(void *arg) {
@@ -529,7 +513,7 @@ static void *nw__worker(void *arg) {
     h->n--;
     json_t *o;
     if (atomic_load(&h->gone)) {
-      o = nw__outcome(h, m.entry, "gone", 0, 0, nw__now() - m.queued,
+      o = nw__outcome(h, m.entry, "gone", 0, 0, nw_clock_now() - m.queued,
                       "not sent: the webhook is gone (an earlier HTTP 404)");
     } else {
       pthread_mutex_unlock(&a->mu);
@@ -800,7 +784,7 @@ int nw_alerter_post(nw_alerter *a, const json_t *entry) {
   if (!bit)
     return 0;
   int queued = 0, dropped = 0;
-  double now = nw__now();
+  double now = nw_clock_now();
   pthread_mutex_lock(&a->mu);
   for (int i = 0; i < a->n_hooks && !a->stopping; i++) {
     nw__hook *h = &a->hooks[i];
@@ -900,14 +884,14 @@ void nw_alerter_stop(nw_alerter *a, void (*fn)(void *user, json_t *outcome),
   a->stopping = 1;
   for (int i = 0; i < a->n_hooks; i++)
     pthread_cond_broadcast(&a->hooks[i].cond);
-  double deadline = nw__now() + a->cfg.drain_timeout;
+  double deadline = nw_clock_now() + a->cfg.drain_timeout;
   for (;;) {
     int running = 0;
     for (int i = 0; i < a->n_hooks; i++)
       running += !a->hooks[i].exited;
     if (!running)
       break;
-    struct timespec ts = nw__abs(deadline);
+    struct timespec ts = nw_clock_timespec(deadline);
     if (pthread_cond_timedwait(&a->idle, &a->mu, &ts) == ETIMEDOUT) {
       /* what is left is abandoned: the transfer in flight ends at its
        * next progress callback, backoff waits at once */
@@ -935,7 +919,7 @@ void nw_alerter_stop(nw_alerter *a, void (*fn)(void *user, json_t *outcome),
       h->head = (h->head + 1) % h->cap;
       h->n--;
       nw__push_outcome(a, nw__outcome(h, m.entry, "abandoned", 0, 0,
-                                      nw__now() - m.queued, why));
+                                      nw_clock_now() - m.queued, why));
       json_decref(m.entry);
       abandoned++;
     }
