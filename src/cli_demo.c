@@ -3,9 +3,10 @@
  * Each run is the real supervisor (this binary's `run`, spawned through
  * /proc/self/exe) supervising the real nightwatch-train in its own run
  * directory under the demo directory, on its own CPU virtual device whose
- * size comes from the memory estimator (src/estimate.h), as tests/test_oom.c
- * sizes them. The table at the end is read back from the runs' ledgers and
- * status files, not from anything the demo remembers. */
+ * size comes from the memory estimator through src/fault_recipe.h (the
+ * multi-rank tests use the same recipes). The table at the end is read back
+ * from the runs' ledgers and status files, not from anything the demo
+ * remembers. */
 #define _GNU_SOURCE
 #include "cli_demo.h"
 
@@ -30,7 +31,7 @@
 #include "clock.h"
 #include "config.h"
 #include "error.h"
-#include "estimate.h"
+#include "fault_recipe.h"
 #include "fsutil.h"
 #include "ledger.h"
 #include "supervisor.h"
@@ -374,53 +375,27 @@ static void nw_demo_plan(nw_demo_run *runs, const char *dir, int steps,
   nw_config cfg;
   nw_demo_config(&cfg);
 
-  /* activation: the device holds micro-batch 8 at the longest typical
-   * problem, micro-batch 32 at no length */
-  nw_estimate fits, big;
-  nw_estimate_train(&cfg, 8, 10, 0, &fits);
-  nw_estimate_train(&cfg, 32, 5, 0, &big);
-  nw_demo_memory(&runs[NW_DEMO_ACT], (fits.total + big.total) / 2.0);
+  /* the four device sizes: fault_recipe.h says why each one fails */
+  nw_demo_memory(&runs[NW_DEMO_ACT], (double)nw_recipe_activation(&cfg));
   nw_demo_set(&runs[NW_DEMO_ACT], "batch.micro=32");
 
-  /* sequence-length: micro-batch 8 fits at every length up to 72 tokens
-   * (three quarters of the model's 96: the policy's first cut), not with
-   * a problem of up to 48-digit operands in it, which pads it to 96 */
-  nw_estimate typical, longest;
-  nw_estimate_train(&cfg, 8, 72, 0, &typical);
-  nw_estimate_train(&cfg, 8, cfg.model.max_seq_len, 0, &longest);
-  nw_demo_memory(&runs[NW_DEMO_SEQ], (typical.total + longest.total) / 2.0);
+  nw_demo_memory(&runs[NW_DEMO_SEQ], (double)nw_recipe_sequence_length(&cfg));
   nw_demo_set(&runs[NW_DEMO_SEQ], "data.long_fraction=0.02");
   nw_demo_set(&runs[NW_DEMO_SEQ], "data.long_max_digits=48");
 
-  /* eval-cache: training fits, and so does the first evaluation; training
-   * beside the kv-cache the evaluation keeps does not */
-  nw_config ec = cfg;
-  ec.eval.batch = 16;
-  ec.eval.every = 5;
-  uint64_t kv = nw_estimate_kept_kv(&ec);
-  nw_estimate train, with_kv, first_eval;
-  nw_estimate_train(&ec, 8, 8, 0, &train);
-  nw_estimate_train(&ec, 8, 5, kv, &with_kv);
-  nw_config released = ec;
-  released.eval.release_cache = 1;
-  nw_estimate_eval(&released, 8, &first_eval);
-  double need = train.total > first_eval.total ? (double)train.total
-                                               : (double)first_eval.total;
   nw_demo_run *k = &runs[NW_DEMO_KV];
-  nw_demo_memory(k, (need + with_kv.total) / 2.0);
-  nw_demo_set(k, "eval.every=%d", steps / 8 > 5 ? steps / 8 : 5);
-  nw_demo_set(k, "eval.batch=16");
+  nw_demo_memory(k, (double)nw_recipe_eval_cache(&cfg));
+  nw_demo_set(k, "eval.every=%d",
+              steps / 8 > NW_RECIPE_EVAL_EVERY ? steps / 8
+                                               : NW_RECIPE_EVAL_EVERY);
+  nw_demo_set(k, "eval.batch=%d", NW_RECIPE_EVAL_BATCH);
   nw_demo_set(k, "eval.batches=1");
   nw_demo_set(k, "eval.generate=16");
   nw_demo_set(k, "eval.release_cache=false");
 
-  /* duplicate-process: one trainer fits; a second one's parameters fit
-   * beside it, not its gradients */
-  nw_estimate one, st;
-  nw_estimate_train(&cfg, 8, 8, 0, &one);
-  nw_estimate_static(&cfg, &st);
-  *one_total = (double)one.total;
-  *dup_mem = one.total + st.bytes[NW_MEM_PARAMS] + st.bytes[NW_MEM_GRADS] / 2.0;
+  uint64_t one = 0;
+  *dup_mem = (double)nw_recipe_duplicate(&cfg, &one);
+  *one_total = (double)one;
   nw_demo_memory(&runs[NW_DEMO_DUP], *dup_mem);
   nw_demo_set(&runs[NW_DEMO_DUP], "run.id=nwdemo-dup-%d", (int)getpid());
 }

@@ -25,7 +25,7 @@
 #include <jansson.h>
 
 #include "config.h"
-#include "estimate.h"
+#include "fault_recipe.h"
 #include "http_server.h"
 #include "testutil.h"
 #include "vdev.h"
@@ -58,11 +58,7 @@ static unsigned long long activation_cap(void) {
   cfg.model.n_embd = 64;
   cfg.eval.every = 0;
   cfg.data.long_fraction = 0;
-  nw_estimate fits, big;
-  nw_estimate_train(&cfg, 8, 10, 0, &fits);
-  nw_estimate_train(&cfg, 32, 5, 0, &big);
-  assert_true(fits.total < big.total);
-  return (unsigned long long)((fits.total + big.total) / 2);
+  return nw_recipe_activation(&cfg);
 }
 
 static char *slurp(const char *path, size_t *len) {

@@ -24,7 +24,7 @@
 #include <jansson.h>
 
 #include "config.h"
-#include "estimate.h"
+#include "fault_recipe.h"
 #include "testutil.h"
 #include "vdev.h"
 
@@ -209,11 +209,8 @@ static void test_activation_two_ranks(void **state) {
   wcase_init(&c, "wact", 2);
   nw_config cfg;
   small_config(&cfg);
-  nw_estimate fits, big;
-  nw_estimate_train(&cfg, 8, 10, 0, &fits);
-  nw_estimate_train(&cfg, 32, 5, 0, &big);
   wset(&c, "device.memory=%llu",
-       (unsigned long long)((fits.total + big.total) / 2));
+       (unsigned long long)nw_recipe_activation(&cfg));
   wset(&c, "batch.effective=64");
   wset(&c, "batch.micro=32");
   wset(&c, "eval.every=0");
@@ -229,11 +226,8 @@ static void test_sequence_length_one_rank(void **state) {
   wcase_init(&c, "wseq", 2);
   nw_config cfg;
   small_config(&cfg);
-  nw_estimate typical, longest;
-  nw_estimate_train(&cfg, 8, 72, 0, &typical);
-  nw_estimate_train(&cfg, 8, cfg.model.max_seq_len, 0, &longest);
   wset(&c, "device.memory=%llu",
-       (unsigned long long)((typical.total + longest.total) / 2));
+       (unsigned long long)nw_recipe_sequence_length(&cfg));
   wset(&c, "batch.effective=32");
   wset(&c, "eval.every=0");
   wset(&c, "data.long_fraction=0.02");
@@ -247,24 +241,13 @@ static void test_eval_cache_rank0(void **state) {
   (void)state;
   wcase c;
   wcase_init(&c, "wkv", 2);
-  nw_config ec;
-  small_config(&ec);
-  ec.eval.batch = 16;
-  ec.eval.every = 5;
-  uint64_t kv = nw_estimate_kept_kv(&ec);
-  nw_estimate train, with_kv, first_eval;
-  nw_estimate_train(&ec, 8, 8, 0, &train);
-  nw_estimate_train(&ec, 8, 5, kv, &with_kv);
-  nw_config released = ec;
-  released.eval.release_cache = 1;
-  nw_estimate_eval(&released, 8, &first_eval);
-  double need = train.total > first_eval.total ? (double)train.total
-                                               : (double)first_eval.total;
+  nw_config cfg;
+  small_config(&cfg);
   wset(&c, "device.memory=%llu",
-       (unsigned long long)((need + with_kv.total) / 2));
+       (unsigned long long)nw_recipe_eval_cache(&cfg));
   wset(&c, "data.long_fraction=0");
-  wset(&c, "eval.every=5");
-  wset(&c, "eval.batch=16");
+  wset(&c, "eval.every=%d", NW_RECIPE_EVAL_EVERY);
+  wset(&c, "eval.batch=%d", NW_RECIPE_EVAL_BATCH);
   wset(&c, "eval.batches=1");
   wset(&c, "eval.generate=16");
   wset(&c, "eval.release_cache=false");
@@ -283,12 +266,8 @@ static void dup_case(int world) {
   wcase_init(&c, tag, world);
   nw_config cfg;
   small_config(&cfg);
-  nw_estimate one, st;
-  nw_estimate_train(&cfg, 8, 8, 0, &one);
-  nw_estimate_static(&cfg, &st);
-  unsigned long long mem =
-      (unsigned long long)(one.total + st.bytes[NW_MEM_PARAMS] +
-                           st.bytes[NW_MEM_GRADS] / 2.0);
+  uint64_t one_total = 0;
+  unsigned long long mem = nw_recipe_duplicate(&cfg, &one_total);
   char run_id[64], stale_dir[300], a[5][400];
   snprintf(run_id, sizeof run_id, "wdup-%d-%d", (int)getpid(), world);
   snprintf(stale_dir, sizeof stale_dir, "%s-stale", c.dir);
@@ -333,7 +312,7 @@ static void dup_case(int world) {
     held = nw_vdev_list_by_name(devname, procs, 8, &n, NULL, err, sizeof err) ==
                0 &&
            n == 1 && procs[0].pid == stale &&
-           procs[0].bytes >= (uint64_t)(one.total * 0.9);
+           procs[0].bytes >= one_total * 9 / 10;
     if (!held)
       nw_test_sleep(0.025);
   }
