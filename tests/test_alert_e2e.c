@@ -61,32 +61,15 @@ static unsigned long long activation_cap(void) {
   return nw_recipe_activation(&cfg);
 }
 
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *len = 0;
-    return strdup("");
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  assert_non_null(buf);
-  *len = fread(buf, 1, (size_t)n, f);
-  buf[*len] = '\0';
-  fclose(f);
-  return buf;
-}
-
 static void dump_log(const e2e_case *c) {
   size_t n;
-  char *s = slurp(c->log, &n);
-  fprintf(stderr, "---- log %s ----\n%s\n", c->log, s);
+  char *s = nw_test_slurp(c->log, &n);
+  fprintf(stderr, "---- log %s ----\n%s\n", c->log, s ? s : "");
   free(s);
   char p[512];
   snprintf(p, sizeof p, "%s/ledger.jsonl", c->dir);
-  s = slurp(p, &n);
-  fprintf(stderr, "---- ledger ----\n%s\n", s);
+  s = nw_test_slurp(p, &n);
+  fprintf(stderr, "---- ledger ----\n%s\n", s ? s : "");
   free(s);
 }
 
@@ -170,7 +153,9 @@ static void assert_no_secrets(const e2e_case *c) {
     if (strstr(path, "/secret") || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
       continue; /* the secret file itself; directories */
     size_t n;
-    char *buf = slurp(path, &n);
+    char *buf = nw_test_slurp(path, &n);
+    if (!buf)
+      fail_msg("cannot read %s", path);
     files++;
     h5 += strstr(path, ".h5") != NULL;
     for (int k = 0; needles[k]; k++)

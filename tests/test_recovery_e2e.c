@@ -80,15 +80,10 @@ static void run_init(e2e_run *r, const char *tag) {
 
 static void run_fini(e2e_run *r) { nw_vdev_unlink(r->device); }
 
+/* The file's text; "" when it cannot be read (a log not yet written). */
 static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return strdup("");
-  static char buf[1 << 18];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return strdup(buf);
+  char *s = nw_test_slurp(path, NULL);
+  return s ? s : strdup("");
 }
 
 static void dump_log(const e2e_run *r) {

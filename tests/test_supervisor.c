@@ -62,15 +62,10 @@ static void case_fini(sup_case *c) {
   nw_vdev_unlink(c->device);
 }
 
+/* The file's text; "" when it cannot be read (a log not yet written). */
 static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return strdup("");
-  static char buf[1 << 18];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return strdup(buf);
+  char *s = nw_test_slurp(path, NULL);
+  return s ? s : strdup("");
 }
 
 static void dump_log(const sup_case *c) {

@@ -45,16 +45,7 @@ static void list_units(const char *dir, unit_list *u) {
   closedir(d);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  static char buf[1 << 16];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return strdup(buf);
-}
+static char *slurp(const char *path) { return nw_test_slurp(path, NULL); }
 
 /* NAME@.TYPE -> NAME@test.TYPE: an instance verify can load. */
 static void instance_name(const char *unit, char *out, size_t len) {

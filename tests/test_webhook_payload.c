@@ -16,6 +16,7 @@
 
 #include "alert_config.h"
 #include "alert_payload.h"
+#include "testutil.h"
 
 static json_t *recovery_entry(void) {
   json_t *e = json_loads(
@@ -173,20 +174,7 @@ static void test_other_events(void **state) {
   json_decref(e);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  assert_non_null(s);
-  assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = 0;
-  fclose(f);
-  return s;
-}
+static char *slurp(const char *path) { return nw_test_slurp(path, NULL); }
 
 /* The receiver's code in the docs is the tested file, not a copy that can
  * drift. */

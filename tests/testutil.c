@@ -141,6 +141,37 @@ int nw_test_ledger_count(json_t *a, const char *event) {
   return n;
 }
 
+char *nw_test_slurp(const char *path, size_t *len) {
+  if (len)
+    *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  /* read to the end: a log or a FIFO has no size to ask for first */
+  while (buf) {
+    n += fread(buf + n, 1, cap - n, f);
+    if (n < cap)
+      break;
+    cap *= 2;
+    char *bigger = realloc(buf, cap + 1);
+    if (!bigger)
+      free(buf);
+    buf = bigger;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (!buf || bad) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len)
+    *len = n;
+  return buf;
+}
+
 double nw_test_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -3,7 +3,7 @@
  *          nw_test_rel_diff, nw_test_run_cmd, nw_test_ledger_load,
  *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
  *          nw_test_sleep, nw_test_spawn_logged, nw_test_wait_exit,
- *          nw_test_wait_or_kill */
+ *          nw_test_wait_or_kill, nw_test_slurp */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -30,6 +30,10 @@ double nw_test_rel_diff(const float *a, const float *b, size_t n);
  * terminated, truncated to len). Returns the exit status, or 128+signal
  * when it died of a signal, or -1 when it could not run. */
 int nw_test_run_cmd(char *const argv[], char *out, size_t len);
+
+/* The whole file at path, NUL-terminated, malloc'd (free it); *len (may be
+ * NULL) gets its size. NULL when it cannot be read. */
+char *nw_test_slurp(const char *path, size_t *len);
 
 /* Monotonic seconds, and a sleep of fractional seconds. */
 double nw_test_now(void);
