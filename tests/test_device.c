@@ -167,12 +167,25 @@ static void test_nvml_process_list(void **state) {
   /* the environment is the one of exec: wait until it is in place */
   char path[64], buf[64];
   snprintf(path, sizeof path, "/proc/%d/exe", (int)child);
-  for (int i = 0; i < 200; i++) {
+  /* The kernel switches /proc/PID/exe before it lays out the new
+   * environment: wait for the environment itself (up to 20 s: a loaded CI
+   * machine once showed the old one after /proc/PID/exe had changed). */
+  char envpath[64];
+  snprintf(envpath, sizeof envpath, "/proc/%d/environ", (int)child);
+  int execed = 0;
+  for (int i = 0; i < 2000 && !execed; i++) {
     ssize_t len = readlink(path, buf, sizeof buf - 1);
-    if (len > 0 && (buf[len] = 0, strstr(buf, "sleep")))
-      break;
-    nw_test_sleep(0.01);
+    size_t elen = 0;
+    char *env = nw_test_slurp(envpath, &elen);
+    execed = len > 0 && (buf[len] = 0, strstr(buf, "sleep") != NULL) && env &&
+             memmem(env, elen, "NIGHTWATCH_RUN_ID=night-run-7", 29) != NULL;
+    free(env);
+    if (!execed)
+      nw_test_sleep(0.01);
   }
+  if (!execed)
+    fail_msg("pid %d did not exec /bin/sleep with its environment within 20 s",
+             (int)child);
   nw_gpu_proc procs[4];
   int n = 0;
   uint64_t cap = 0, used = 0;
