@@ -492,18 +492,25 @@ static void test_duplicate_process(void **state) {
   /* the duplicate: the same run id, started by hand, training */
   char ddir[256];
   nw_test_tmpdir(ddir, sizeof ddir, "dup-other");
+  int status_pipe[2];
+  assert_int_equal(pipe(status_pipe), 0);
   pid_t dup = fork();
   assert_true(dup >= 0);
   if (dup == 0) {
-    char dirset[320], devset[128], ridset[96];
+    char dirset[320], devset[128], ridset[96], fdv[16];
+    close(status_pipe[0]);
+    set_arg(fdv, sizeof fdv, "%d", status_pipe[1]);
+    setenv("NIGHTWATCH_STATUS_FD", fdv, 1);
     set_arg(dirset, sizeof dirset, "--set=run.dir=%s", ddir);
     set_arg(devset, sizeof devset, "--set=device.name=%s", r.device);
     set_arg(ridset, sizeof ridset, "--set=%s", rid);
     char memset_[80];
     set_arg(memset_, sizeof memset_, "--set=%s", mem);
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
+    char dlog[320];
+    set_arg(dlog, sizeof dlog, "%s.log", ddir);
+    int lfd = open(dlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(lfd, 1);
+    dup2(lfd, 2);
     setenv("OMP_NUM_THREADS", "1", 1);
     execl(NW_TRAIN_BIN, NW_TRAIN_BIN, dirset, devset, ridset, memset_,
           "--set=model.n_layer=2", "--set=model.n_embd=64",
@@ -512,8 +519,15 @@ static void test_duplicate_process(void **state) {
           "--set=train.steps=100000000", (char *)NULL);
     _exit(127);
   }
+  /* After two steps its optimizer state is allocated and its activations
+   * are cached: it holds its steady memory and needs no more. Before that
+   * (a slow machine) the new trainer could take memory the duplicate still
+   * needs, and the duplicate would be the one to fail. */
+  close(status_pipe[1]);
+  int stepped = nw_test_wait_step_line(status_pipe[0], 2, 60);
+  close(status_pipe[0]);
   int held = 0;
-  for (int i = 0; i < 800 && !held; i++) {
+  for (int i = 0; i < 800 && !held && stepped == 0; i++) {
     nw_vdev_proc procs[8];
     int n = 0;
     char err[256];
@@ -539,7 +553,8 @@ static void test_duplicate_process(void **state) {
   /* 0: the supervisor's SIGTERM (a trainer checkpoints and exits 0);
    * anything else is the duplicate's own end (75: it ran out of memory
    * first), which a failure should show */
-  printf("duplicate trainer %d ended with %d\n", (int)dup, drc);
+  printf("duplicate trainer %d ended with %d (its log: %s.log)\n", (int)dup,
+         drc, ddir);
   if (rc != 0)
     dump_log(&r);
   assert_int_equal(rc, 0);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,41 @@ char *nw_test_slurp(const char *path, size_t *len) {
   if (len)
     *len = n;
   return buf;
+}
+
+int nw_test_wait_step_line(int fd, int step, double timeout) {
+  char buf[8192];
+  size_t len = 0;
+  double end = nw_test_now() + timeout;
+  for (;;) {
+    double left = end - nw_test_now();
+    if (left <= 0)
+      return -1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+      continue;
+    if (len == sizeof buf - 1)
+      len = 0; /* a line too long: not one of ours */
+    ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+    if (n <= 0)
+      return -1;
+    len += (size_t)n;
+    buf[len] = '\0';
+    char *p0 = buf, *nl;
+    while ((nl = strchr(p0, '\n'))) {
+      *nl = '\0';
+      json_t *o = json_loads(p0, 0, NULL);
+      const char *ev = json_string_value(json_object_get(o, "event"));
+      int at = (int)json_integer_value(json_object_get(o, "step"));
+      int hit = ev && !strcmp(ev, "step") && at >= step;
+      json_decref(o);
+      if (hit)
+        return 0;
+      p0 = nl + 1;
+    }
+    len -= (size_t)(p0 - buf);
+    memmove(buf, p0, len);
+  }
 }
 
 double nw_test_now(void) {

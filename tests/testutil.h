@@ -3,7 +3,8 @@
  *          nw_test_rel_diff, nw_test_run_cmd, nw_test_ledger_load,
  *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
  *          nw_test_sleep, nw_test_spawn_logged, nw_test_wait_exit,
- *          nw_test_wait_or_kill, nw_test_slurp */
+ *          nw_test_wait_or_kill, nw_test_slurp,
+ *          nw_test_wait_step_line */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -30,6 +31,12 @@ double nw_test_rel_diff(const float *a, const float *b, size_t n);
  * terminated, truncated to len). Returns the exit status, or 128+signal
  * when it died of a signal, or -1 when it could not run. */
 int nw_test_run_cmd(char *const argv[], char *out, size_t len);
+
+/* Reads a trainer's status lines (docs/protocol.md) from fd until a "step"
+ * line with step >= step: 0; -1 at end of file or after timeout seconds.
+ * A stale trainer started by a test holds its steady memory (optimizer
+ * state allocated, activations cached) once it has completed a step. */
+int nw_test_wait_step_line(int fd, int step, double timeout);
 
 /* The whole file at path, NUL-terminated, malloc'd (free it); *len (may be
  * NULL) gets its size. NULL when it cannot be read. */
