@@ -107,11 +107,6 @@ static int run_supervisor(e2e_case *c) {
   return rc;
 }
 
-static const char *gets_(json_t *o, const char *k) {
-  const char *v = json_string_value(json_object_get(o, k));
-  return v ? v : "";
-}
-
 /* The request whose JSON body has this "event" (nth of them), or NULL. A
  * retry repeats its body (the signature headers change): counted once. */
 static json_t *find_body(nw_test_http *srv, const char *path_prefix,
@@ -126,7 +121,7 @@ static json_t *find_body(nw_test_http *srv, const char *path_prefix,
       continue;
     prev = r->body;
     json_t *b = json_loads(r->body, 0, NULL);
-    if (b && !strcmp(gets_(b, "event"), event) && nth-- == 0) {
+    if (b && !strcmp(nw_test_json_str(b, "event"), event) && nth-- == 0) {
       if (req)
         *req = r;
       return b;
@@ -206,10 +201,12 @@ static void test_recovery_alerts_delivered(void **state) {
   int n_rec = nw_test_ledger_count(a, "recovery");
   assert_true(n_rec >= 1);
   json_t *rec = nw_test_ledger_find(a, "recovery", 0);
-  assert_string_equal(gets_(rec, "cause"), "activation");
-  if (!strstr(gets_(rec, "delivery"), "queued for default (127.0.0.1:"))
-    fail_msg("recovery delivery: %s", gets_(rec, "delivery"));
-  assert_non_null(strstr(gets_(rec, "delivery"), "chat (127.0.0.1:"));
+  assert_string_equal(nw_test_json_str(rec, "cause"), "activation");
+  if (!strstr(nw_test_json_str(rec, "delivery"),
+              "queued for default (127.0.0.1:"))
+    fail_msg("recovery delivery: %s", nw_test_json_str(rec, "delivery"));
+  assert_non_null(
+      strstr(nw_test_json_str(rec, "delivery"), "chat (127.0.0.1:"));
 
   /* json hook: start, every recovery, finish; each with every field of its
    * ledger entry, and a signature the receiver's code accepts */
@@ -225,7 +222,7 @@ static void test_recovery_alerts_delivered(void **state) {
       if (!json_equal(json_object_get(got, k), v))
         fail_msg("json payload field %s differs from the ledger", k);
     }
-    assert_string_equal(gets_(got, "source"), "nightwatch");
+    assert_string_equal(nw_test_json_str(got, "source"), "nightwatch");
     json_decref(got);
   }
   json_t *start = find_body(srv, "/json/", "start", 0, NULL);
@@ -262,7 +259,7 @@ static void test_recovery_alerts_delivered(void **state) {
       continue;
     json_t *b = json_loads(r->body, 0, NULL);
     assert_non_null(b);
-    const char *t = gets_(b, "text");
+    const char *t = nw_test_json_str(b, "text");
     if (!strstr(t, "activation"))
       fail_msg("slack text lacks the cause: %s", t);
     assert_null(nw_test_http_header(r, "X-Nightwatch-Signature", sig,
@@ -276,8 +273,8 @@ static void test_recovery_alerts_delivered(void **state) {
   int delivered = 0, retried = 0;
   for (int i = 0; i < nw_test_ledger_count(a, "delivery"); i++) {
     json_t *d = nw_test_ledger_find(a, "delivery", i);
-    assert_string_equal(gets_(d, "outcome"), "delivered");
-    assert_non_null(strstr(gets_(d, "host"), "127.0.0.1:"));
+    assert_string_equal(nw_test_json_str(d, "outcome"), "delivered");
+    assert_non_null(strstr(nw_test_json_str(d, "host"), "127.0.0.1:"));
     delivered++;
     retried += json_integer_value(json_object_get(d, "attempts")) == 2;
   }
@@ -313,8 +310,9 @@ static void test_unreachable_webhook_does_not_delay(void **state) {
     dump_log(&none);
   assert_int_equal(rc, 0);
   json_t *a = nw_test_ledger_load(none.dir);
-  assert_string_equal(gets_(nw_test_ledger_find(a, "recovery", 0), "delivery"),
-                      "ledger only (no webhook configured)");
+  assert_string_equal(
+      nw_test_json_str(nw_test_ledger_find(a, "recovery", 0), "delivery"),
+      "ledger only (no webhook configured)");
   json_decref(a);
 
   case_init(&hung, "hung");
@@ -351,7 +349,7 @@ static void test_unreachable_webhook_does_not_delay(void **state) {
   a = nw_test_ledger_load(hung.dir);
   json_t *d = nw_test_ledger_find(a, "delivery", 0);
   assert_non_null(d);
-  const char *outcome = gets_(d, "outcome");
+  const char *outcome = nw_test_json_str(d, "outcome");
   if (strcmp(outcome, "abandoned") && strcmp(outcome, "failed"))
     fail_msg("outcome %s", outcome);
   json_decref(a);

@@ -151,15 +151,6 @@ static int count(json_t *a, const char *event) {
   return nw_test_ledger_count(a, event);
 }
 
-static int geti(json_t *o, const char *k) {
-  return (int)json_integer_value(json_object_get(o, k));
-}
-
-static const char *gets_(json_t *o, const char *k) {
-  const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
-}
-
 /* What every recovered run must show: each failure of the expected cause,
  * each recovery the expected action with the effective batch unchanged, one
  * outage resumed with no step lost, the run finished at STEPS, no give-up.
@@ -174,32 +165,34 @@ static json_t *expect_recovered(const e2e_run *r, json_t *a, const char *cause,
   }
   json_t *oom = find(a, "oom", 0);
   assert_non_null(oom);
-  if (strcmp(gets_(oom, "cause"), cause)) {
+  if (strcmp(nw_test_json_str(oom, "cause"), cause)) {
     dump_log(r);
-    fail_msg("cause %s, expected %s", gets_(oom, "cause"), cause);
+    fail_msg("cause %s, expected %s", nw_test_json_str(oom, "cause"), cause);
   }
-  assert_int_equal(geti(oom, "exit_code"), 75);
-  int failed = geti(oom, "failed_step");
+  assert_int_equal(nw_test_json_int(oom, "exit_code"), 75);
+  int failed = nw_test_json_int(oom, "failed_step");
   json_t *res = find(a, "resumed", 0);
   /* An OOM at init of a resumed trainer (its report says step 0: it had not
    * loaded its checkpoint) counts from the step the run had reached. */
   assert_true(failed >= min_failed_step);
-  assert_int_equal(geti(res, "steps_lost"), 0);
-  assert_int_equal(geti(res, "failed_step"), failed);
+  assert_int_equal(nw_test_json_int(res, "steps_lost"), 0);
+  assert_int_equal(nw_test_json_int(res, "failed_step"), failed);
   for (int i = 0; i < nrec; i++) {
     json_t *rec = find(a, "recovery", i);
-    assert_string_equal(gets_(rec, "cause"), cause);
-    assert_string_equal(gets_(rec, "action"), action);
-    assert_int_equal(geti(json_object_get(rec, "before"), "effective"),
-                     effective);
-    assert_int_equal(geti(json_object_get(rec, "after"), "effective"),
-                     effective);
+    assert_string_equal(nw_test_json_str(rec, "cause"), cause);
+    assert_string_equal(nw_test_json_str(rec, "action"), action);
+    assert_int_equal(
+        nw_test_json_int(json_object_get(rec, "before"), "effective"),
+        effective);
+    assert_int_equal(
+        nw_test_json_int(json_object_get(rec, "after"), "effective"),
+        effective);
   }
-  assert_int_equal(geti(res, "resumed_from"), failed);
+  assert_int_equal(nw_test_json_int(res, "resumed_from"), failed);
   json_t *fin = find(a, "finish", count(a, "finish") - 1);
   assert_non_null(fin);
-  assert_int_equal(geti(fin, "step"), STEPS);
-  assert_int_equal(geti(fin, "exit_code"), 0);
+  assert_int_equal(nw_test_json_int(fin, "step"), STEPS);
+  assert_int_equal(nw_test_json_int(fin, "exit_code"), 0);
   return find(a, "recovery", nrec - 1);
 }
 
@@ -269,12 +262,15 @@ static void test_activation(void **state) {
   json_t *a = ledger(&r);
   json_t *last =
       expect_recovered(&r, a, "activation", "halve-micro-batch", 32, 6);
-  assert_int_equal(geti(find(a, "oom", 0), "failed_step"), 6);
+  assert_int_equal(nw_test_json_int(find(a, "oom", 0), "failed_step"), 6);
   assert_int_equal(
-      geti(json_object_get(find(a, "recovery", 0), "before"), "micro"), 32);
-  int micro = geti(json_object_get(last, "after"), "micro");
+      nw_test_json_int(json_object_get(find(a, "recovery", 0), "before"),
+                       "micro"),
+      32);
+  int micro = nw_test_json_int(json_object_get(last, "after"), "micro");
   assert_true(micro == 16 || micro == 8);
-  assert_int_equal(geti(json_object_get(last, "after"), "accum"), 32 / micro);
+  assert_int_equal(nw_test_json_int(json_object_get(last, "after"), "accum"),
+                   32 / micro);
   json_decref(a);
 
   e2e_run ref;
@@ -328,11 +324,11 @@ static void test_sequence_length(void **state) {
   json_t *a = ledger(&r);
   json_t *last =
       expect_recovered(&r, a, "sequence-length", "shorten-sequences", 32, 1);
-  int failed = geti(find(a, "oom", 0), "failed_step");
+  int failed = nw_test_json_int(find(a, "oom", 0), "failed_step");
   json_t *after = json_object_get(last, "after");
-  int max_len = geti(after, "max_len");
+  int max_len = nw_test_json_int(after, "max_len");
   assert_true(max_len >= 32 && max_len < 96);
-  assert_int_equal(geti(after, "micro"), 8);
+  assert_int_equal(nw_test_json_int(after, "micro"), 8);
   printf("sequence-length: failed at step %d, max_len 96 -> %d in %d "
          "recoveries\n",
          failed, max_len, count(a, "recovery"));
@@ -422,15 +418,17 @@ static void test_eval_cache(void **state) {
   json_t *a = ledger(&r);
   json_t *last = expect_recovered(
       &r, a, "eval-cache", "free-cache",
-      geti(json_object_get(find(a, "start", 0), "settings"), "effective"), 5);
+      nw_test_json_int(json_object_get(find(a, "start", 0), "settings"),
+                       "effective"),
+      5);
   assert_int_equal(count(a, "recovery"), 1);
   assert_false(json_is_true(
       json_object_get(json_object_get(last, "before"), "release_cache")));
   assert_true(json_is_true(
       json_object_get(json_object_get(last, "after"), "release_cache")));
-  int eff = geti(json_object_get(last, "after"), "effective");
+  int eff = nw_test_json_int(json_object_get(last, "after"), "effective");
   printf("eval-cache: failed at step %d\n",
-         geti(find(a, "oom", 0), "failed_step"));
+         nw_test_json_int(find(a, "oom", 0), "failed_step"));
   json_decref(a);
 
   e2e_run ref;

@@ -120,15 +120,6 @@ static int count(json_t *a, const char *event) {
   return nw_test_ledger_count(a, event);
 }
 
-static int geti(json_t *o, const char *k) {
-  return (int)json_integer_value(json_object_get(o, k));
-}
-
-static const char *gets_(json_t *o, const char *k) {
-  const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
-}
-
 /* Waits until the ledger holds n entries of event; returns the ledger. */
 static json_t *wait_event(sup_case *c, const char *event, int n,
                           double timeout) {
@@ -155,8 +146,8 @@ static int wait_step(sup_case *c, int min_step, double timeout, int *pid) {
   double end = nw_test_now() + timeout;
   while (nw_test_now() < end) {
     json_t *s = json_load_file(p, 0, NULL);
-    int step = s ? geti(s, "step") : -1;
-    int tp = s ? geti(s, "trainer_pid") : 0;
+    int step = s ? nw_test_json_int(s, "step") : -1;
+    int tp = s ? nw_test_json_int(s, "trainer_pid") : 0;
     json_decref(s);
     if (step >= min_step && tp > 0) {
       *pid = tp;
@@ -229,9 +220,9 @@ static void test_activation_recovery(void **state) {
   json_t *oom = find(a, "oom", 0), *rec = find(a, "recovery", 0);
   assert_non_null(oom);
   assert_non_null(rec);
-  assert_string_equal(gets_(oom, "cause"), "activation");
-  assert_int_equal(geti(oom, "exit_code"), 75);
-  assert_int_equal(geti(oom, "failed_step"), 5);
+  assert_string_equal(nw_test_json_str(oom, "cause"), "activation");
+  assert_int_equal(nw_test_json_int(oom, "exit_code"), 75);
+  assert_int_equal(nw_test_json_int(oom, "failed_step"), 5);
   assert_true(json_is_true(json_object_get(oom, "emergency_checkpoint")));
   /* 32 -> 16 (-> 8 when 16 does not fit either), every one a halving */
   int n = count(a, "recovery");
@@ -240,27 +231,30 @@ static void test_activation_recovery(void **state) {
     json_t *r = find(a, "recovery", i);
     json_t *before = json_object_get(r, "before");
     json_t *after = json_object_get(r, "after");
-    assert_string_equal(gets_(r, "cause"), "activation");
-    assert_string_equal(gets_(r, "action"), "halve-micro-batch");
-    assert_int_equal(geti(after, "micro") * 2, geti(before, "micro"));
-    assert_int_equal(geti(after, "accum"), 32 / geti(after, "micro"));
-    assert_int_equal(geti(before, "effective"), 32);
-    assert_int_equal(geti(after, "effective"), 32);
+    assert_string_equal(nw_test_json_str(r, "cause"), "activation");
+    assert_string_equal(nw_test_json_str(r, "action"), "halve-micro-batch");
+    assert_int_equal(nw_test_json_int(after, "micro") * 2,
+                     nw_test_json_int(before, "micro"));
+    assert_int_equal(nw_test_json_int(after, "accum"),
+                     32 / nw_test_json_int(after, "micro"));
+    assert_int_equal(nw_test_json_int(before, "effective"), 32);
+    assert_int_equal(nw_test_json_int(after, "effective"), 32);
   }
-  assert_int_equal(geti(json_object_get(rec, "before"), "micro"), 32);
+  assert_int_equal(nw_test_json_int(json_object_get(rec, "before"), "micro"),
+                   32);
   /* one outage, one "resumed": measured from the first failure */
   assert_int_equal(count(a, "resumed"), 1);
   json_t *res = find(a, "resumed", 0), *fin = find(a, "finish", 1);
   assert_non_null(res);
   assert_non_null(fin);
-  assert_int_equal(geti(res, "steps_lost"), 0);
-  assert_int_equal(geti(res, "resumed_from"), 5);
+  assert_int_equal(nw_test_json_int(res, "steps_lost"), 0);
+  assert_int_equal(nw_test_json_int(res, "resumed_from"), 5);
   assert_true(json_number_value(json_object_get(res, "seconds_to_recover")) >
               0);
-  assert_int_equal(geti(fin, "step"), 20);
+  assert_int_equal(nw_test_json_int(fin, "step"), 20);
   assert_int_equal(count(a, "give-up"), 0);
-  int micro_final =
-      geti(json_object_get(find(a, "recovery", n - 1), "after"), "micro");
+  int micro_final = nw_test_json_int(
+      json_object_get(find(a, "recovery", n - 1), "after"), "micro");
   json_decref(a);
   /* the ledger as a table names the recovery; status shows the settings */
   char out[1 << 15], want[64];
@@ -313,7 +307,7 @@ static void test_lock_and_sigterm(void **state) {
   json_t *stop = find(a, "stop", 0);
   assert_non_null(stop);
   assert_true(json_is_true(json_object_get(stop, "checkpoint")));
-  assert_int_equal(geti(stop, "exit_code"), 0);
+  assert_int_equal(nw_test_json_int(stop, "exit_code"), 0);
   assert_int_equal(count(a, "start"), 1);
   json_decref(a);
   assert_false(alive(tpid));
@@ -395,12 +389,12 @@ static void test_hang(void **state) {
   json_t *hang = find(a, "hang", 0), *rec = find(a, "recovery", 0);
   assert_non_null(hang);
   assert_non_null(rec);
-  assert_int_equal(geti(hang, "pid"), tpid);
-  assert_string_equal(gets_(rec, "cause"), "hang");
-  assert_string_equal(gets_(rec, "action"), "restart");
+  assert_int_equal(nw_test_json_int(hang, "pid"), tpid);
+  assert_string_equal(nw_test_json_str(rec, "cause"), "hang");
+  assert_string_equal(nw_test_json_str(rec, "action"), "restart");
   json_t *res = find(a, "resumed", 0);
-  assert_true(geti(res, "pid") != tpid);
-  assert_true(geti(res, "steps_lost") >= 0);
+  assert_true(nw_test_json_int(res, "pid") != tpid);
+  assert_true(nw_test_json_int(res, "steps_lost") >= 0);
   assert_true(took >= 2.0); /* not before the timeout */
   json_decref(a);
   assert_false(alive(tpid));
@@ -486,16 +480,16 @@ static void test_give_up(void **state) {
   static const int micro_after[] = {2, 1, 1}, len_after[] = {32, 32, 16};
   for (int i = 0; i < 3; i++) {
     json_t *r = find(a, "recovery", i);
-    assert_string_equal(gets_(r, "cause"), "activation");
-    assert_string_equal(gets_(r, "action"), actions[i]);
+    assert_string_equal(nw_test_json_str(r, "cause"), "activation");
+    assert_string_equal(nw_test_json_str(r, "action"), actions[i]);
     json_t *after = json_object_get(r, "after");
-    assert_int_equal(geti(after, "micro"), micro_after[i]);
-    assert_int_equal(geti(after, "max_len"), len_after[i]);
-    assert_int_equal(geti(after, "effective"), 4);
+    assert_int_equal(nw_test_json_int(after, "micro"), micro_after[i]);
+    assert_int_equal(nw_test_json_int(after, "max_len"), len_after[i]);
+    assert_int_equal(nw_test_json_int(after, "effective"), 4);
   }
   json_t *g = find(a, "give-up", 0);
   assert_non_null(g);
-  assert_string_equal(gets_(g, "cause"), "activation");
+  assert_string_equal(nw_test_json_str(g, "cause"), "activation");
   assert_int_equal(count(a, "oom"), 4);
   assert_int_equal(count(a, "resumed"), 0);
   json_decref(a);
@@ -564,7 +558,7 @@ static void test_duplicate_killed(void **state) {
   json_t *a = ledger(&c);
   json_t *oom = find(a, "oom", 0), *kill_e = find(a, "kill", 0);
   assert_non_null(oom);
-  assert_string_equal(gets_(oom, "cause"), "duplicate-process");
+  assert_string_equal(nw_test_json_str(oom, "cause"), "duplicate-process");
   assert_non_null(kill_e);
   assert_int_equal(
       json_integer_value(json_array_get(json_object_get(kill_e, "pids"), 0)),
@@ -601,7 +595,7 @@ static void test_foreign_waited_for(void **state) {
   c.sup = sup_start(&c, extra);
   json_t *a = wait_event(&c, "alert", 1, 20);
   json_t *oom = find(a, "oom", 0);
-  assert_string_equal(gets_(oom, "cause"), "duplicate-process");
+  assert_string_equal(nw_test_json_str(oom, "cause"), "duplicate-process");
   assert_int_equal(json_integer_value(
                        json_array_get(json_object_get(oom, "foreign_pids"), 0)),
                    other);
@@ -658,8 +652,8 @@ static void test_sighup_reload(void **state) {
   a = ledger(&c);
   json_t *crash = find(a, "crash", 0);
   assert_non_null(crash);
-  assert_int_equal(geti(crash, "signal"), SIGKILL);
-  assert_non_null(strstr(gets_(crash, "evidence"), "signal"));
+  assert_int_equal(nw_test_json_int(crash, "signal"), SIGKILL);
+  assert_non_null(strstr(nw_test_json_str(crash, "evidence"), "signal"));
   assert_non_null(find(a, "give-up", 0));
   json_decref(a);
   case_fini(&c);
@@ -699,10 +693,10 @@ static void test_foreign_command(void **state) {
   assert_int_equal(rc, 1);
   json_t *a = ledger(&c);
   assert_int_equal(count(a, "oom"), 2);
-  assert_string_equal(gets_(find(a, "oom", 0), "cause"), "unknown");
+  assert_string_equal(nw_test_json_str(find(a, "oom", 0), "cause"), "unknown");
   assert_int_equal(count(a, "recovery"), 1);
   assert_non_null(find(a, "give-up", 0));
-  const char *rid = gets_(find(a, "start", 0), "run_id");
+  const char *rid = nw_test_json_str(find(a, "start", 0), "run_id");
   char want[160], p[512];
   snprintf(want, sizeof want, "8 4 none %s\n8 4 none %s\n", rid, rid);
   snprintf(p, sizeof p, "%s/env.txt", c.dir);

@@ -114,15 +114,6 @@ static int wwait(pid_t pid, double timeout) {
 /* Runs the supervisor to its end. */
 static int wrun(wcase *c, double timeout) { return wwait(wstart(c), timeout); }
 
-static const char *gets_(json_t *o, const char *k) {
-  const char *v = json_string_value(json_object_get(o, k));
-  return v ? v : "";
-}
-
-static int geti(json_t *o, const char *k) {
-  return (int)json_integer_value(json_object_get(o, k));
-}
-
 /* A pid of ours that still runs a trainer (not a recycled pid). */
 static int trainer_alive(int pid) {
   char path[64], cmd[256] = "";
@@ -149,7 +140,7 @@ static void assert_nothing_left(const wcase *c, json_t *a) {
                  pid);
     }
   }
-  const char *id = gets_(json_array_get(a, 0), "run_id");
+  const char *id = nw_test_json_str(json_array_get(a, 0), "run_id");
   assert_true(strlen(id) > 4);
   DIR *d = opendir("/dev/shm");
   assert_non_null(d);
@@ -168,36 +159,38 @@ static void check_recovered(wcase *c, int rc, const char *cause, int steps) {
   assert_int_equal(rc, 0);
   json_t *a = nw_test_ledger_load(c->dir);
   json_t *fail = nw_test_ledger_find(a, "oom", 0);
-  if (!fail || strcmp(gets_(fail, "cause"), cause)) {
+  if (!fail || strcmp(nw_test_json_str(fail, "cause"), cause)) {
     dump(c);
     fail_msg("expected an oom of cause %s", cause);
   }
-  assert_int_equal(geti(fail, "world"), c->world);
-  int rank = geti(fail, "rank");
+  assert_int_equal(nw_test_json_int(fail, "world"), c->world);
+  int rank = nw_test_json_int(fail, "rank");
   assert_true(rank >= 0 && rank < c->world);
   char dev[96];
   snprintf(dev, sizeof dev, "%s.%d", c->device, rank);
-  assert_string_equal(gets_(fail, "device"), dev);
+  assert_string_equal(nw_test_json_str(fail, "device"), dev);
   json_t *rec = nw_test_ledger_find(a, "recovery", 0);
   assert_non_null(rec);
-  assert_string_equal(gets_(rec, "cause"), cause);
-  assert_int_equal(geti(json_object_get(rec, "after"), "world"), c->world);
-  assert_int_equal(geti(json_object_get(rec, "after"), "effective"),
-                   geti(json_object_get(rec, "before"), "effective"));
+  assert_string_equal(nw_test_json_str(rec, "cause"), cause);
+  assert_int_equal(nw_test_json_int(json_object_get(rec, "after"), "world"),
+                   c->world);
+  assert_int_equal(
+      nw_test_json_int(json_object_get(rec, "after"), "effective"),
+      nw_test_json_int(json_object_get(rec, "before"), "effective"));
   json_t *res = nw_test_ledger_find(a, "resumed", 0);
   assert_non_null(res);
-  assert_int_equal(geti(res, "steps_lost"), 0);
+  assert_int_equal(nw_test_json_int(res, "steps_lost"), 0);
   json_t *fin = nw_test_ledger_find(a, "finish", 0);
   if (!fin) {
     dump(c);
     fail_msg("the run did not finish");
   }
-  assert_int_equal(geti(fin, "step"), steps);
+  assert_int_equal(nw_test_json_int(fin, "step"), steps);
   assert_true(nw_test_ledger_count(a, "start") >= 2);
   printf("%s on rank %d of %d: %s; resumed at step %d, %d steps lost, "
          "%.2f s to recover\n",
-         cause, rank, c->world, gets_(rec, "summary"), geti(res, "step"),
-         geti(res, "steps_lost"),
+         cause, rank, c->world, nw_test_json_str(rec, "summary"),
+         nw_test_json_int(res, "step"), nw_test_json_int(res, "steps_lost"),
          json_number_value(json_object_get(res, "seconds_to_recover")));
   assert_nothing_left(c, a);
   json_decref(a);
@@ -340,7 +333,7 @@ static void dup_case(int world) {
   check_recovered(&c, rc, "duplicate-process", 10);
   json_t *ledger = nw_test_ledger_load(c.dir);
   json_t *oom = nw_test_ledger_find(ledger, "oom", 0);
-  assert_int_equal(geti(oom, "rank"), world - 1);
+  assert_int_equal(nw_test_json_int(oom, "rank"), world - 1);
   json_t *kill_e = nw_test_ledger_find(ledger, "kill", 0);
   assert_non_null(kill_e);
   assert_int_equal(
@@ -369,9 +362,9 @@ static int wait_step(const wcase *c, int step, int *pids, double timeout) {
        nw_test_sleep(0.05)) {
     json_t *st = json_load_file(path, 0, NULL);
     json_t *p = json_object_get(st, "trainer_pids");
-    int ok = st && geti(st, "step") >= step &&
+    int ok = st && nw_test_json_int(st, "step") >= step &&
              json_array_size(p) == (size_t)c->world &&
-             !strcmp(gets_(st, "state"), "running");
+             !strcmp(nw_test_json_str(st, "state"), "running");
     for (int r = 0; ok && r < c->world; r++)
       pids[r] = (int)json_integer_value(json_array_get(p, (size_t)r));
     json_decref(st);
@@ -409,14 +402,15 @@ static void test_crash_one_rank(void **state) {
   json_t *a = nw_test_ledger_load(c.dir);
   json_t *crash = nw_test_ledger_find(a, "crash", 0);
   assert_non_null(crash);
-  assert_int_equal(geti(crash, "rank"), 1);
-  assert_int_equal(geti(crash, "signal"), SIGKILL);
+  assert_int_equal(nw_test_json_int(crash, "rank"), 1);
+  assert_int_equal(nw_test_json_int(crash, "signal"), SIGKILL);
   assert_non_null(nw_test_ledger_find(a, "recovery", 0));
   json_t *res = nw_test_ledger_find(a, "resumed", 0);
   assert_non_null(res);
   /* from the newest checkpoint (every 5 steps): at most 5 steps again */
-  assert_true(geti(res, "steps_lost") <= 5);
-  assert_int_equal(geti(nw_test_ledger_find(a, "finish", 0), "step"), 40);
+  assert_true(nw_test_json_int(res, "steps_lost") <= 5);
+  assert_int_equal(
+      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 40);
   assert_nothing_left(&c, a);
   json_decref(a);
   wcase_fini(&c);
@@ -447,8 +441,9 @@ static void test_hang_one_rank(void **state) {
   assert_non_null(nw_test_ledger_find(a, "hang", 0));
   json_t *rec = nw_test_ledger_find(a, "recovery", 0);
   assert_non_null(rec);
-  assert_string_equal(gets_(rec, "cause"), "hang");
-  assert_int_equal(geti(nw_test_ledger_find(a, "finish", 0), "step"), 30);
+  assert_string_equal(nw_test_json_str(rec, "cause"), "hang");
+  assert_int_equal(
+      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 30);
   assert_nothing_left(&c, a);
   json_decref(a);
   wcase_fini(&c);
@@ -479,7 +474,7 @@ static void test_stop_all_ranks(void **state) {
   assert_true(json_is_true(json_object_get(stop, "checkpoint")));
   char ck[400];
   snprintf(ck, sizeof ck, "%s/checkpoints/ckpt-%010d.h5", c.dir,
-           geti(stop, "step"));
+           nw_test_json_int(stop, "step"));
   if (access(ck, F_OK) != 0)
     fail_msg("no stop checkpoint %s", ck);
   assert_nothing_left(&c, a);

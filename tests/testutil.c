@@ -208,6 +208,15 @@ int nw_test_wait_step_line(int fd, int step, double timeout) {
   }
 }
 
+int nw_test_json_int(const json_t *o, const char *k) {
+  return (int)json_integer_value(json_object_get(o, k));
+}
+
+const char *nw_test_json_str(const json_t *o, const char *k) {
+  const char *v = json_string_value(json_object_get(o, k));
+  return v ? v : "";
+}
+
 double nw_test_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

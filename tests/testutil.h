@@ -4,7 +4,7 @@
  *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
  *          nw_test_sleep, nw_test_spawn_logged, nw_test_wait_exit,
  *          nw_test_wait_or_kill, nw_test_slurp,
- *          nw_test_wait_step_line */
+ *          nw_test_wait_step_line, nw_test_json_int, nw_test_json_str */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -37,6 +37,11 @@ int nw_test_run_cmd(char *const argv[], char *out, size_t len);
  * A stale trainer started by a test holds its steady memory (optimizer
  * state allocated, activations cached) once it has completed a step. */
 int nw_test_wait_step_line(int fd, int step, double timeout);
+
+/* o's member k as an int (0 when absent or not a number), and as a string
+ * ("" when absent or not a string): ledger fields, read without checks. */
+int nw_test_json_int(const json_t *o, const char *k);
+const char *nw_test_json_str(const json_t *o, const char *k);
 
 /* The whole file at path, NUL-terminated, malloc'd (free it); *len (may be
  * NULL) gets its size. NULL when it cannot be read. */
