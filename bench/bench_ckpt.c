@@ -21,14 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "ckpt.h"
-#include "clock.h"
-#include "config.h"
-#include "error.h"
-#include "fsutil.h"
-#include "mem.h"
-#include "model.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/fsutil.h"
+#include "checkpoints/ckpt.h"
+#include "device/backend.h"
+#include "device/mem.h"
+#include "trainer/model/model.h"
 
 /* Seconds to write the arrays back to back into path and fsync it. */
 static double plain_write(const char *path, float *const *arrays, int n,

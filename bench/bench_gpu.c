@@ -23,14 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "estimate.h"
-#include "model.h"
-#include "optim.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "model/estimate.h"
+#include "trainer/model/model.h"
+#include "trainer/optim.h"
 
 #ifdef NW_HAVE_CUDA
-#include "nw_cuda.h"
+#include "cuda/nw_cuda.h"
 
 static void gpt2_small(nw_config *c) {
   nw_config_defaults(c);

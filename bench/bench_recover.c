@@ -29,11 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "clock.h"
-#include "config.h"
-#include "estimate.h"
-#include "vdev.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "checkpoints/ckpt.h"
+#include "device/vdev.h"
+#include "model/estimate.h"
 
 /* Runs argv with its output appended to log; the exit code, or -1. */
 static int run_quiet(char *const *argv, const char *log) {

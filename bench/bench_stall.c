@@ -14,12 +14,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "blas_setup.h"
-#include "ckpt_writer.h"
-#include "clock.h"
-#include "config.h"
-#include "error.h"
-#include "train.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "checkpoints/ckpt_writer.h"
+#include "device/blas_setup.h"
+#include "trainer/train.h"
 
 int main(int argc, char **argv) {
   nw_blas_info info;

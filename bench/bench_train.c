@@ -16,13 +16,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "blas_setup.h"
-#include "clock.h"
-#include "config.h"
-#include "error.h"
-#include "mem.h"
-#include "model.h"
-#include "optim.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "device/blas_setup.h"
+#include "device/mem.h"
+#include "trainer/model/model.h"
+#include "trainer/optim.h"
 
 /* GFLOP/s of C(M,N) = A(M,K) B(K,N)^T, best of `reps`. */
 static double sgemm_rate(int M, int N, int K, int reps) {

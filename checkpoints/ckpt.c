@@ -11,11 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "ckpt_internal.h"
-#include "crc32c.h"
-#include "error.h"
-#include "fsutil.h"
+#include "base/error.h"
+#include "base/fsutil.h"
+#include "checkpoints/ckpt.h"
+#include "checkpoints/ckpt_internal.h"
+#include "checkpoints/crc32c.h"
 
 #define NW_CKPT_MAX_COMPACT 65535 /* links or attributes per object header */
 
@@ -220,7 +220,7 @@ static int nw_ckpt_w_group(nw_ckpt_writer *w, hid_t file, const char *group,
  * order): the reader rebuilds offsets from the order. */
 static int nw_ckpt_w_check(const char *path, const nw_ckpt_state *st, char *err,
                            size_t errlen) {
-  if (!nw_ckpt__shape_ok(&st->shape)) {
+  if (!nw_model_shape_ok(&st->shape)) {
     snprintf(err, errlen, "%s: invalid model shape", path);
     return NW_EINTERNAL;
   }
@@ -229,15 +229,15 @@ static int nw_ckpt_w_check(const char *path, const nw_ckpt_state *st, char *err,
              path);
     return NW_EINTERNAL;
   }
-  if (st->n_tensors != nw_ckpt__n_tensors(&st->shape)) {
+  if (st->n_tensors != nw_model_tensor_count(&st->shape)) {
     snprintf(err, errlen, "%s: %d tensors, the shape has %d", path,
-             st->n_tensors, nw_ckpt__n_tensors(&st->shape));
+             st->n_tensors, nw_model_tensor_count(&st->shape));
     return NW_EINTERNAL;
   }
   size_t off = 0;
   for (int i = 0; i < st->n_tensors; i++) {
     nw_tensor_info want;
-    nw_ckpt__expected_tensor(&st->shape, i, &want);
+    nw_model_tensor_at(&st->shape, i, &want);
     const nw_tensor_info *t = &st->tensors[i];
     if (strcmp(t->name, want.name) != 0 || t->ndim != want.ndim ||
         t->shape[0] != want.shape[0] ||

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "model.h"
+#include "base/config.h"
+#include "model/size.h" // defines: nw_tensor_info
 
 #define NW_CKPT_FORMAT_VERSION 1
 #define NW_CKPT_SUBDIR "checkpoints" /* RUN_DIR/checkpoints/ */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckpt_internal.h"
+#include "checkpoints/ckpt_internal.h"
 
 static pthread_once_t nw_ckpt__once = PTHREAD_ONCE_INIT;
 
@@ -105,61 +105,3 @@ const nw_ckpt_setting nw_ckpt__settings[] = {
 #undef NW_S
 const int nw_ckpt__n_settings =
     (int)(sizeof nw_ckpt__settings / sizeof nw_ckpt__settings[0]);
-
-/* One transformer block's tensors in model.c's order (NW_LP_*). */
-static const struct {
-  const char *suffix;
-  int d0_mult; /* rows in units of C */
-  int d1_mult; /* columns in units of C, 0 for vectors */
-} nw_ckpt__slots[] = {
-    {"ln_1.weight", 1, 0},        {"ln_1.bias", 1, 0},
-    {"attn.c_attn.weight", 3, 1}, {"attn.c_attn.bias", 3, 0},
-    {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
-    {"ln_2.weight", 1, 0},        {"ln_2.bias", 1, 0},
-    {"mlp.c_fc.weight", 4, 1},    {"mlp.c_fc.bias", 4, 0},
-    {"mlp.c_proj.weight", 1, 4},  {"mlp.c_proj.bias", 1, 0},
-};
-#define NW_CKPT_NSLOTS ((int)(sizeof nw_ckpt__slots / sizeof nw_ckpt__slots[0]))
-
-int nw_ckpt__n_tensors(const nw_model_config *shape) {
-  return 4 + shape->n_layer * NW_CKPT_NSLOTS;
-}
-
-static void nw_ckpt__set(nw_tensor_info *t, const char *name, int d0, int d1) {
-  snprintf(t->name, sizeof t->name, "%s", name);
-  t->offset = 0;
-  t->ndim = d1 > 0 ? 2 : 1;
-  t->shape[0] = d0;
-  t->shape[1] = d1 > 0 ? d1 : 0;
-  t->numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
-}
-
-void nw_ckpt__expected_tensor(const nw_model_config *shape, int i,
-                              nw_tensor_info *t) {
-  int C = shape->n_embd, L = shape->n_layer;
-  char name[64];
-  if (i == 0) {
-    nw_ckpt__set(t, "transformer.wte.weight", shape->vocab_size, C);
-  } else if (i == 1) {
-    nw_ckpt__set(t, "transformer.wpe.weight", shape->max_seq_len, C);
-  } else if (i < 2 + L * NW_CKPT_NSLOTS) {
-    int l = (i - 2) / NW_CKPT_NSLOTS, s = (i - 2) % NW_CKPT_NSLOTS;
-    snprintf(name, sizeof name, "transformer.h.%d.%s", l,
-             nw_ckpt__slots[s].suffix);
-    nw_ckpt__set(t, name, nw_ckpt__slots[s].d0_mult * C,
-                 nw_ckpt__slots[s].d1_mult * C);
-  } else if (i == 2 + L * NW_CKPT_NSLOTS) {
-    nw_ckpt__set(t, "transformer.ln_f.weight", C, 0);
-  } else {
-    nw_ckpt__set(t, "transformer.ln_f.bias", C, 0);
-  }
-}
-
-int nw_ckpt__shape_ok(const nw_model_config *s) {
-  /* Bounds far beyond any model we train, small enough that 4*C*C and
-   * V*C cannot overflow an int or a size_t. */
-  return s->n_layer >= 1 && s->n_layer <= 10000 && s->n_head >= 1 &&
-         s->n_embd >= 1 && s->n_embd <= 65536 && s->n_embd % s->n_head == 0 &&
-         s->vocab_size >= 1 && s->vocab_size <= 16 * 1024 * 1024 &&
-         s->max_seq_len >= 1 && s->max_seq_len <= 16 * 1024 * 1024;
-}

@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "ckpt_internal.h"
-#include "error.h"
-#include "fsutil.h"
+#include "base/error.h"
+#include "base/fsutil.h"
+#include "checkpoints/ckpt.h"
+#include "checkpoints/ckpt_internal.h"
 
 #define NW_CKPT_DIGITS 10
 

@@ -1,15 +1,14 @@
 /* ckpt_internal.h — what the checkpoint files share: HDF5 setup and error
  * text, the root-attribute table, the expected tensor table of a shape.
  * defines: nw_ckpt__h5_init, nw_ckpt__fapl, nw_ckpt__h5_reason,
- *          nw_ckpt__base, nw_ckpt__settings, nw_ckpt__expected_tensor,
- *          nw_ckpt__n_tensors, nw_ckpt__shape_ok */
+ *          nw_ckpt__base, nw_ckpt__settings */
 #ifndef NW_CKPT_INTERNAL_H
 #define NW_CKPT_INTERNAL_H
 
 #include <hdf5.h>
 #include <stddef.h>
 
-#include "ckpt.h"
+#include "checkpoints/ckpt.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint checksums are defined over little-endian bytes"
@@ -50,15 +49,5 @@ typedef struct {
 } nw_ckpt_setting;
 extern const nw_ckpt_setting nw_ckpt__settings[];
 extern const int nw_ckpt__n_settings;
-
-/* The model's tensor table for a shape, as model.c builds it (test_ckpt
- * checks they agree): number of tensors, and tensor i's name and shape.
- * The checkpoint refuses any other table, so offsets reconstructed from the
- * file order are the model's. */
-int nw_ckpt__n_tensors(const nw_model_config *shape);
-void nw_ckpt__expected_tensor(const nw_model_config *shape, int i,
-                              nw_tensor_info *t);
-/* 1 when the shape is one a model can have (and sizes cannot overflow). */
-int nw_ckpt__shape_ok(const nw_model_config *shape);
 
 #endif

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "ckpt.h"
-#include "ckpt_internal.h"
-#include "crc32c.h"
-#include "error.h"
+#include "base/error.h"
+#include "checkpoints/ckpt.h"
+#include "checkpoints/ckpt_internal.h"
+#include "checkpoints/crc32c.h"
 
 #define NW_CKPT_VERIFY_CHUNK (4u << 20) /* floats per streamed read: 16 MB */
 
@@ -115,7 +115,7 @@ static int nw_ckpt_r_settings(nw_ckpt_reader *r, nw_ckpt_state *st,
       break;
     }
   }
-  if (!nw_ckpt__shape_ok(&st->shape))
+  if (!nw_model_shape_ok(&st->shape))
     return nw_ckpt_r_bad(r, "n_layer", 0,
                          "invalid model shape %d layers, %d heads, width %d, "
                          "vocab %d, %d positions",
@@ -321,7 +321,7 @@ static int nw_ckpt_r_table(nw_ckpt_reader *r, nw_ckpt_state *st) {
   hsize_t np = 0;
   NW_TRY(nw_ckpt_r_small(r, NW_CKPT_NAMES, &names, &nb, &np));
   int rc = 0;
-  int n = nw_ckpt__n_tensors(&st->shape);
+  int n = nw_model_tensor_count(&st->shape);
   size_t each = np ? nb / np : 0;
   if (np != (hsize_t)n || each == 0 || each > NW_CKPT_NAME_LEN) {
     rc = nw_ckpt_r_bad(r, NW_CKPT_NAMES, 0,
@@ -339,7 +339,7 @@ static int nw_ckpt_r_table(nw_ckpt_reader *r, nw_ckpt_state *st) {
   size_t off = 0;
   for (int i = 0; i < n; i++) {
     nw_tensor_info *t = &st->tensors[i];
-    nw_ckpt__expected_tensor(&st->shape, i, t);
+    nw_model_tensor_at(&st->shape, i, t);
     const char *got = names + (size_t)i * each;
     if (strnlen(got, each) != strlen(t->name) ||
         memcmp(got, t->name, strlen(t->name)) != 0) {

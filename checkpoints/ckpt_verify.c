@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ckpt.h"
-#include "ckpt_internal.h"
-#include "clock.h"
-#include "error.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "checkpoints/ckpt.h"
+#include "checkpoints/ckpt_internal.h"
 
 /* The child: one byte of result (0, or -NW_E*), then the message. It never
  * returns: _exit skips atexit handlers (HDF5's among them) and stdio

@@ -4,7 +4,7 @@
  * has a latency of 3 cycles and a throughput of 1: three independent
  * streams over thirds of a buffer, joined with the GF(2) combine of zlib's
  * crc32_combine, run about three times as fast as one. */
-#include "crc32c.h"
+#include "checkpoints/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -10,10 +10,10 @@
 #include <stdio.h>     // defines: snprintf
 #include <string.h>    // defines: memset, memcpy
 
-#include "cuda_internal.cuh" // defines: nw_cu, NW_CU, nw_cu_gemm
+#include "cuda/cuda_internal.cuh" // defines: nw_cu, NW_CU, nw_cu_gemm
 
 extern "C" {
-#include "log.h" // defines: nw_error, nw_info
+#include "base/log.h" // defines: nw_error, nw_info
 }
 
 nw_cu_state nw_cu;

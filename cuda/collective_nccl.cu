@@ -20,12 +20,12 @@
 #include <time.h>   // defines: clock_gettime, nanosleep
 #include <unistd.h> // defines: unlink
 
-#include "cuda_internal.cuh" // defines: nw_cu (the backend's stream)
+#include "cuda/cuda_internal.cuh" // defines: nw_cu (the backend's stream)
 
 extern "C" {
-#include "collective_internal.h" // defines: struct nw_coll, nw_coll_ops
-#include "error.h"               // defines: NW_E*
-#include "fsutil.h"              // defines: nw_write_file_atomic
+#include "base/error.h"                 // defines: NW_E*
+#include "base/fsutil.h"                // defines: nw_write_file_atomic
+#include "device/collective_internal.h" // defines: struct nw_coll, nw_coll_ops
 }
 
 typedef struct {

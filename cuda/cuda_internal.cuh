@@ -16,11 +16,11 @@
 #include <stddef.h>       // defines: size_t
 
 extern "C" {
-#include "backend.h" // defines: nw_backend
-#include "device.h"  // defines: NW_GPU_* workspace sizes
-#include "error.h"   // defines: NW_E*
-#include "mem.h"     // defines: nw_mem
-#include "nw_cuda.h" // defines: nw_precision
+#include "base/error.h"     // defines: NW_E*
+#include "cuda/nw_cuda.h"   // defines: nw_precision
+#include "device/backend.h" // defines: nw_backend
+#include "device/device.h"  // defines: NW_GPU_* workspace sizes
+#include "device/mem.h"     // defines: nw_mem
 }
 
 /* Floats of the scratch for two-stage column sums (bias and LayerNorm

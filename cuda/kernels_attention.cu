@@ -11,7 +11,7 @@
  * 2C+h*hs. */
 #include <math.h> // defines: INFINITY
 
-#include "cuda_internal.cuh" // defines: nw_cu, nw_cu_gemm_strided
+#include "cuda/cuda_internal.cuh" // defines: nw_cu, nw_cu_gemm_strided
 
 /* Causal softmax in place, one warp per row of att (rows = B*NH*T, each
  * (T) long): row t keeps entries 0..t, the rest become 0. */

@@ -5,7 +5,7 @@
  * No atomics anywhere: a sum over rows (bias and LayerNorm parameter
  * gradients, embedding gradients) is summed in a fixed order, so a run is
  * repeatable bit for bit on one card. */
-#include "cuda_internal.cuh" // defines: nw_cu, NW_CU_LAUNCHED, nw_warp_sum
+#include "cuda/cuda_internal.cuh" // defines: nw_cu, NW_CU_LAUNCHED, nw_warp_sum
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 

@@ -3,7 +3,7 @@
  * global gradient norm. Semantics of backend_cpu.c. */
 #include <math.h> // defines: INFINITY
 
-#include "cuda_internal.cuh" // defines: nw_cu, NW_CU_LAUNCHED
+#include "cuda/cuda_internal.cuh" // defines: nw_cu, NW_CU_LAUNCHED
 
 #define NW_CE_THREADS 512
 

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mem.h"
+#include "device/mem.h"
 
 #ifdef __cplusplus
 extern "C" {

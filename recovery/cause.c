@@ -1,9 +1,9 @@
 /* cause.c — cause names, one table in enum order. */
-#include "cause.h"
+#include "recovery/cause.h"
 
 #include <string.h>
 
-#include "error.h"
+#include "base/error.h"
 
 static const char *const nw__cause_names[NW_CAUSE_COUNT] = {
     [NW_CAUSE_UNKNOWN] = "unknown",

@@ -2,14 +2,14 @@
  * duplicate-process, eval-cache, sequence-length, activation; unknown when
  * the evidence supports none of them. Every number a rule uses goes into
  * the evidence so that a person can check the decision. */
-#include "classify.h"
+#include "recovery/classify.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
-#include "estimate.h"
+#include "base/error.h"
+#include "model/estimate.h"
 
 static double nw__mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 

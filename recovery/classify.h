@@ -12,9 +12,9 @@
 
 #include <stdint.h>
 
-#include "cause.h"
-#include "config.h"
-#include "oom_report.h"
+#include "base/config.h"
+#include "protocol/oom_report.h"
+#include "recovery/cause.h"
 
 #define NW_CLASSIFY_MAX_SELF 8
 

@@ -1,15 +1,15 @@
 /* policy.c — policies as data: names, the key table, the embedded default,
  * comparison, dump and summaries. Files are read by policy_load.c; the
  * decisions are in policy_decide.c. */
-#include "policy.h"
+#include "recovery/policy.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "policy_internal.h"
+#include "base/error.h"
+#include "recovery/policy_internal.h"
 
 /* ---- names ---- */
 

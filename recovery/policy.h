@@ -18,9 +18,9 @@
 
 #include <stddef.h>
 
-#include "cause.h"
-#include "config.h"
-#include "ini.h"
+#include "base/config.h"
+#include "base/ini.h"
+#include "recovery/cause.h"
 
 typedef enum {
   NW_ACTION_FREE_CACHE,        /* eval.release_cache on, trim after eval */

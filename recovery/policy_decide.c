@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
-#include "policy.h"
+#include "base/error.h"
+#include "recovery/policy.h"
 
 void nw_recovery_history_init(nw_recovery_history *h) {
   memset(h, 0, sizeof *h);

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "policy.h"
+#include "recovery/policy.h"
 
 /* Sections: one per cause (by nw_cause) and [limits]. */
 #define NW__SEC_LIMITS NW_CAUSE_COUNT

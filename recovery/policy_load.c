@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "policy.h"
-#include "policy_internal.h"
+#include "base/error.h"
+#include "recovery/policy.h"
+#include "recovery/policy_internal.h"
 
 /* ---- errors: every one to the sink and into the buffer ---- */
 

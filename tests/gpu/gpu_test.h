@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
-#include "nw_cuda.h"
+#include "base/config.h"
+#include "cuda/nw_cuda.h"
 
 #define NW_GPU_SKIP 77
 

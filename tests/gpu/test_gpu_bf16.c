@@ -12,10 +12,10 @@
 
 #include <cmocka.h>
 
-#include "error.h"
+#include "base/error.h"
 #include "gpu_test.h"
 #include "testutil.h"
-#include "train.h"
+#include "trainer/train.h"
 
 static void run(const char *precision, nw_eval_result *ev) {
   char dir[512], err[1024];

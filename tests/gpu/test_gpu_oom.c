@@ -21,12 +21,12 @@
 
 #include <cmocka.h>
 
-#include "classify.h"
-#include "error.h"
-#include "estimate.h"
-#include "exit_codes.h"
+#include "base/error.h"
 #include "gpu_test.h"
-#include "oom_report.h"
+#include "model/estimate.h"
+#include "protocol/exit_codes.h"
+#include "protocol/oom_report.h"
+#include "recovery/classify.h"
 #include "testutil.h"
 
 #define MAX_SETS 24

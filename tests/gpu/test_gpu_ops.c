@@ -14,10 +14,10 @@
 
 #include <cmocka.h>
 
-#include "backend.h"
-#include "error.h"
+#include "base/error.h"
+#include "device/backend.h"
+#include "device/mem.h"
 #include "gpu_test.h"
-#include "mem.h"
 #include "testutil.h"
 
 static const nw_backend *cpu = &nw_backend_cpu, *gpu = &nw_backend_cuda;

@@ -13,10 +13,10 @@
 
 #include <cmocka.h>
 
-#include "error.h"
+#include "base/error.h"
 #include "gpu_test.h"
 #include "testutil.h"
-#include "train.h"
+#include "trainer/train.h"
 
 #define STEPS 20
 

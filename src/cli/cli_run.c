@@ -1,0 +1,201 @@
+/* cli_run.c — the command line of `nightwatch run`. Everything is checked
+ * before the first trainer starts: a bad config or a malformed policy is
+ * refused with every FILE:LINE error. */
+#define _GNU_SOURCE
+#include "cli/cli_run.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "cli/cli_policy.h"
+#include "protocol/world.h"
+#include "recovery/policy.h"
+#include "supervisor/sup_child.h"
+#include "supervisor/supervisor.h"
+
+static void nw_cli_run_usage(FILE *f) {
+  fputs("usage: nightwatch run [CONFIG] [--policy FILE] [--run-dir DIR]\n"
+        "                      [--set section.key=value ...] [-- COMMAND "
+        "...]\n"
+        "  CONFIG         trainer config (docs/config.md); embedded defaults "
+        "if omitted\n"
+        "  --policy FILE  recovery policy (docs/policies.md); SIGHUP reloads "
+        "it\n"
+        "  --run-dir DIR  the run directory (same as --set run.dir=DIR)\n"
+        "  -- COMMAND     supervise a foreign trainer (docs/protocol.md)\n"
+        "exit codes: 0 finished or stopped, 1 gave up or failed, 64 usage, "
+        "78 config\n",
+        f);
+}
+
+/* dirname(/proc/self/exe) + "/nightwatch-train" */
+static void nw_cli_run_train_bin(char *out, size_t len) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) {
+    snprintf(out, len, "nightwatch-train");
+    return;
+  }
+  exe[n] = '\0';
+  snprintf(out, len, "%s/nightwatch-train", dirname(exe));
+}
+
+typedef struct {
+  const char *config, *policy, *run_dir;
+  char **sets;
+  int n_sets;
+  char **command;
+} nw_cli_run_args;
+
+/* 0, or NW_SUP_EXIT_USAGE with the message printed. */
+static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (!strcmp(arg, "--")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "nightwatch run: -- needs a command\n");
+        return NW_SUP_EXIT_USAGE;
+      }
+      a->command = argv + i + 1;
+      return 0;
+    }
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+      nw_cli_run_usage(stdout);
+      return -1;
+    }
+    const char **dst = NULL;
+    const char *val = NULL;
+    if (!strncmp(arg, "--set", 5) && (arg[5] == '\0' || arg[5] == '='))
+      dst = (const char **)&a->sets[a->n_sets];
+    else if (!strncmp(arg, "--policy", 8) && (arg[8] == '\0' || arg[8] == '='))
+      dst = &a->policy;
+    else if (!strncmp(arg, "--run-dir", 9) && (arg[9] == '\0' || arg[9] == '='))
+      dst = &a->run_dir;
+    if (dst) {
+      const char *eq = strchr(arg, '=');
+      if (eq && !strncmp(arg, "--set=", 6))
+        val = arg + 6;
+      else if (eq && strncmp(arg, "--set", 5))
+        val = eq + 1;
+      else if (i + 1 < argc)
+        val = argv[++i];
+      if (!val || !*val) {
+        fprintf(stderr, "nightwatch run: %s needs a value\n", arg);
+        return NW_SUP_EXIT_USAGE;
+      }
+      *dst = val;
+      if (dst == (const char **)&a->sets[a->n_sets])
+        a->n_sets++;
+      continue;
+    }
+    if (arg[0] == '-') {
+      fprintf(stderr, "nightwatch run: unknown option %s\n", arg);
+      nw_cli_run_usage(stderr);
+      return NW_SUP_EXIT_USAGE;
+    }
+    if (a->config) {
+      fprintf(stderr, "nightwatch run: more than one config: %s and %s\n",
+              a->config, arg);
+      return NW_SUP_EXIT_USAGE;
+    }
+    a->config = arg;
+  }
+  return 0;
+}
+
+int nw_cli_run(int argc, char **argv) {
+  nw_log_set_prefix("nightwatch");
+  nw_cli_run_args a = {0};
+  char run_dir_set[NW_PATH_MAX + 16], err[8192] = "", train_bin[PATH_MAX];
+  char cmd0[PATH_MAX];
+  static nw_sup_options o;
+  int rc = NW_SUP_EXIT_USAGE;
+  /* room for every --set plus --run-dir */
+  a.sets = calloc((size_t)argc + 1, sizeof *a.sets);
+  char **command = NULL;
+  if (!a.sets) {
+    fprintf(stderr, "nightwatch run: out of host memory\n");
+    return NW_SUP_EXIT_FAILURE;
+  }
+  int prc = nw_cli_run_parse(argc, argv, &a);
+  if (prc != 0) {
+    rc = prc < 0 ? 0 : prc;
+    goto out;
+  }
+  if (a.run_dir) {
+    snprintf(run_dir_set, sizeof run_dir_set, "run.dir=%s", a.run_dir);
+    a.sets[a.n_sets++] = run_dir_set;
+  }
+  memset(&o, 0, sizeof o);
+  nw_config_defaults(&o.cfg);
+  rc = NW_SUP_EXIT_CONFIG;
+  if (a.config && nw_config_load(&o.cfg, a.config, err, sizeof err) < 0) {
+    fprintf(stderr, "nightwatch run: %s\n", err);
+    goto out;
+  }
+  for (int i = 0; i < a.n_sets; i++)
+    if (nw_config_set(&o.cfg, a.sets[i], err, sizeof err) < 0) {
+      fprintf(stderr, "nightwatch run: %s\n", err);
+      goto out;
+    }
+  nw_world_resolve(&o.cfg);
+  if (nw_config_validate(&o.cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "nightwatch run: %s%s%s\n", a.config ? a.config : "",
+            a.config ? ": " : "", err);
+    goto out;
+  }
+  if (o.cfg.batch.world > NW_SUP_MAX_RANKS) {
+    fprintf(stderr,
+            "nightwatch run: world.size (%d) is more than the %d ranks one "
+            "supervisor runs: run one supervisor per node "
+            "(docs/multi-gpu.md)\n",
+            o.cfg.batch.world, NW_SUP_MAX_RANKS);
+    goto out;
+  }
+  nw_policy_defaults(&o.policy);
+  if (a.policy) {
+    int nerr = 0;
+    int prc2 = nw_policy_load_cb(a.policy, &o.policy, nw_cli_policy_print_error,
+                                 &nerr, NULL, 0);
+    if (prc2 < 0) {
+      fprintf(stderr, "nightwatch run: %s: %s; refused (%d error%s)\n",
+              a.policy, nw_strerror(prc2), nerr, nerr == 1 ? "" : "s");
+      goto out;
+    }
+  }
+  nw_cli_run_train_bin(train_bin, sizeof train_bin);
+  if (a.command) {
+    int n = 0;
+    while (a.command[n])
+      n++;
+    command = calloc((size_t)n + 1, sizeof *command);
+    if (!command) {
+      rc = NW_SUP_EXIT_FAILURE;
+      goto out;
+    }
+    memcpy(command, a.command, (size_t)n * sizeof *command);
+    /* resolved here: execve in the child takes a path */
+    if (nw_which(a.command[0], cmd0, sizeof cmd0) == 0)
+      command[0] = cmd0;
+  }
+  o.config_path = a.config;
+  o.sets = a.sets;
+  o.n_sets = a.n_sets;
+  o.policy_path = a.policy;
+  o.command = command;
+  o.train_bin = train_bin;
+  rc = nw_supervisor_run(&o, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "nightwatch run: %s\n", err);
+out:
+  free(command);
+  free(a.sets);
+  return rc;
+}

@@ -1,0 +1,240 @@
+/* oom_report.c — the OOM report as JSON (jansson), written and read. */
+#define _GNU_SOURCE
+#include "protocol/oom_report.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fsutil.h"
+
+static const char *const nw_phase_names[NW_PHASE_COUNT] = {
+#define NW_PHASE_NAME(name, str) str,
+    NW_PHASES(NW_PHASE_NAME)
+#undef NW_PHASE_NAME
+};
+
+const char *nw_phase_name(nw_phase p) {
+  return (int)p >= 0 && p < NW_PHASE_COUNT ? nw_phase_names[p] : "unknown";
+}
+
+int nw_phase_parse(const char *s, nw_phase *out) {
+  for (int i = 0; i < NW_PHASE_COUNT; i++)
+    if (strcmp(s, nw_phase_names[i]) == 0) {
+      *out = (nw_phase)i;
+      return 0;
+    }
+  return NW_EDATA;
+}
+
+static json_t *nw_bytes_by_category(const uint64_t *v) {
+  json_t *o = json_object();
+  for (int c = 0; c < NW_MEM_NCAT; c++)
+    json_object_set_new(o, nw_mem_category_name((nw_mem_category)c),
+                        json_integer((json_int_t)v[c]));
+  return o;
+}
+
+int nw_oom_report_write(const nw_oom_report *r, const char *dir, char *err,
+                        size_t errlen) {
+  char path[2048];
+  snprintf(path, sizeof path, "%s/%s", dir, NW_OOM_REPORT_FILE);
+  return nw_oom_report_write_path(r, path, err, errlen);
+}
+
+int nw_oom_report_write_path(const nw_oom_report *r, const char *path,
+                             char *err, size_t errlen) {
+  json_t *procs = json_array();
+  for (int i = 0; i < r->n_procs; i++)
+    json_array_append_new(
+        procs, json_pack("{s:i, s:i, s:s, s:I}", "pid", r->procs[i].pid, "uid",
+                         (int)r->procs[i].uid, "run_id", r->procs[i].run_id,
+                         "bytes", (json_int_t)r->procs[i].bytes));
+  json_t *o = json_pack(
+      "{s:i, s:i, s:s, s:s, s:s, s:i, s:i, s:I, s:s, s:I, s:I, s:I, s:o, "
+      "s:o, s:I, s:I}",
+      "version", NW_OOM_REPORT_VERSION, "pid", r->pid, "run_id", r->run_id,
+      "device", r->device, "phase", nw_phase_name(r->phase), "step", r->step,
+      "micro_step", r->micro_step, "requested_bytes",
+      (json_int_t)r->requested_bytes, "requested_category",
+      nw_mem_category_name(r->requested_category), "cap_bytes",
+      (json_int_t)r->cap_bytes, "device_capacity",
+      (json_int_t)r->device_capacity, "device_used", (json_int_t)r->device_used,
+      "live_bytes", nw_bytes_by_category(r->live), "peak_bytes",
+      nw_bytes_by_category(r->peak), "cached_bytes",
+      (json_int_t)r->cached_bytes, "kv_cache_bytes",
+      (json_int_t)r->kv_cache_bytes);
+  json_t *more = json_pack(
+      "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:o, s:b, s:s}",
+      "micro_batch", r->micro, "accumulation", r->accum, "world_size", r->world,
+      "effective_batch", r->effective, "seq_len", r->seq_len, "max_seq_len",
+      r->max_seq_len, "median_seq_len", r->median_seq_len, "steps_since_eval",
+      r->steps_since_eval, "eval_batch", r->eval_batch, "eval_release_cache",
+      r->eval_release_cache, "device_processes", procs, "emergency_checkpoint",
+      r->emergency_checkpoint, "checkpoint", r->checkpoint);
+  if (!o || !more) {
+    json_decref(o);
+    json_decref(more);
+    snprintf(err, errlen, "OOM report: could not build JSON");
+    return NW_EHOSTMEM;
+  }
+  json_object_update(o, more);
+  json_decref(more);
+  if (r->device_note[0])
+    json_object_set_new(o, "device_note", json_string(r->device_note));
+  char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (!text) {
+    snprintf(err, errlen, "OOM report: could not format JSON");
+    return NW_EHOSTMEM;
+  }
+  size_t len = strlen(text);
+  int rc = nw_write_file_atomic(path, text, len, err, errlen);
+  free(text);
+  return rc;
+}
+
+/* Field readers: each names the file and the field when it is wrong. */
+typedef struct {
+  json_t *root;
+  const char *path;
+  char *err;
+  size_t errlen;
+  int failed;
+} nw_reader;
+
+static int64_t nw_get_int(nw_reader *rd, json_t *obj, const char *key) {
+  json_t *v = json_object_get(obj, key);
+  if (!json_is_integer(v)) {
+    if (!rd->failed)
+      snprintf(rd->err, rd->errlen, "%s: field %s: missing or not an integer",
+               rd->path, key);
+    rd->failed = 1;
+    return 0;
+  }
+  return json_integer_value(v);
+}
+
+static void nw_get_str(nw_reader *rd, json_t *obj, const char *key, char *dst,
+                       size_t len) {
+  json_t *v = json_object_get(obj, key);
+  if (!json_is_string(v)) {
+    if (!rd->failed)
+      snprintf(rd->err, rd->errlen, "%s: field %s: missing or not a string",
+               rd->path, key);
+    rd->failed = 1;
+    dst[0] = 0;
+    return;
+  }
+  snprintf(dst, len, "%s", json_string_value(v));
+}
+
+static void nw_get_categories(nw_reader *rd, const char *key, uint64_t *out) {
+  json_t *o = json_object_get(rd->root, key);
+  if (!json_is_object(o)) {
+    if (!rd->failed)
+      snprintf(rd->err, rd->errlen, "%s: field %s: missing or not an object",
+               rd->path, key);
+    rd->failed = 1;
+    return;
+  }
+  for (int c = 0; c < NW_MEM_NCAT; c++)
+    out[c] =
+        (uint64_t)nw_get_int(rd, o, nw_mem_category_name((nw_mem_category)c));
+}
+
+int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
+                       size_t errlen) {
+  memset(r, 0, sizeof *r);
+  json_error_t jerr;
+  json_t *root = json_load_file(path, 0, &jerr);
+  if (!root) {
+    snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
+    return NW_EDATA;
+  }
+  nw_reader rd = {root, path, err, errlen, 0};
+  r->version = (int)nw_get_int(&rd, root, "version");
+  if (!rd.failed && r->version != NW_OOM_REPORT_VERSION) {
+    snprintf(err, errlen, "%s: version %d, expected %d", path, r->version,
+             NW_OOM_REPORT_VERSION);
+    json_decref(root);
+    return NW_EDATA;
+  }
+  char name[64];
+  r->pid = (int)nw_get_int(&rd, root, "pid");
+  nw_get_str(&rd, root, "run_id", r->run_id, sizeof r->run_id);
+  nw_get_str(&rd, root, "device", r->device, sizeof r->device);
+  nw_get_str(&rd, root, "phase", name, sizeof name);
+  if (!rd.failed && nw_phase_parse(name, &r->phase) < 0) {
+    snprintf(err, errlen, "%s: field phase: unknown phase \"%s\"", path, name);
+    rd.failed = 1;
+  }
+  r->step = (int)nw_get_int(&rd, root, "step");
+  r->micro_step = (int)nw_get_int(&rd, root, "micro_step");
+  r->requested_bytes = (uint64_t)nw_get_int(&rd, root, "requested_bytes");
+  nw_get_str(&rd, root, "requested_category", name, sizeof name);
+  int found = 0;
+  for (int c = 0; c < NW_MEM_NCAT; c++)
+    if (strcmp(name, nw_mem_category_name((nw_mem_category)c)) == 0) {
+      r->requested_category = (nw_mem_category)c;
+      found = 1;
+    }
+  if (!rd.failed && !found) {
+    snprintf(err, errlen, "%s: field requested_category: unknown \"%s\"", path,
+             name);
+    rd.failed = 1;
+  }
+  r->cap_bytes = (uint64_t)nw_get_int(&rd, root, "cap_bytes");
+  r->device_capacity = (uint64_t)nw_get_int(&rd, root, "device_capacity");
+  r->device_used = (uint64_t)nw_get_int(&rd, root, "device_used");
+  nw_get_categories(&rd, "live_bytes", r->live);
+  nw_get_categories(&rd, "peak_bytes", r->peak);
+  r->cached_bytes = (uint64_t)nw_get_int(&rd, root, "cached_bytes");
+  r->kv_cache_bytes = (uint64_t)nw_get_int(&rd, root, "kv_cache_bytes");
+  r->micro = (int)nw_get_int(&rd, root, "micro_batch");
+  r->accum = (int)nw_get_int(&rd, root, "accumulation");
+  r->world = (int)nw_get_int(&rd, root, "world_size");
+  r->effective = (int)nw_get_int(&rd, root, "effective_batch");
+  r->seq_len = (int)nw_get_int(&rd, root, "seq_len");
+  r->max_seq_len = (int)nw_get_int(&rd, root, "max_seq_len");
+  r->median_seq_len = (int)nw_get_int(&rd, root, "median_seq_len");
+  r->steps_since_eval = (int)nw_get_int(&rd, root, "steps_since_eval");
+  r->eval_batch = (int)nw_get_int(&rd, root, "eval_batch");
+  json_t *b = json_object_get(root, "eval_release_cache");
+  r->eval_release_cache = json_is_true(b);
+  b = json_object_get(root, "emergency_checkpoint");
+  r->emergency_checkpoint = json_is_true(b);
+  nw_get_str(&rd, root, "checkpoint", r->checkpoint, sizeof r->checkpoint);
+  /* optional: present only when the process list is not complete */
+  json_t *note = json_object_get(root, "device_note");
+  if (json_is_string(note))
+    snprintf(r->device_note, sizeof r->device_note, "%s",
+             json_string_value(note));
+  json_t *procs = json_object_get(root, "device_processes");
+  if (!rd.failed && !json_is_array(procs)) {
+    snprintf(err, errlen, "%s: field device_processes: not an array", path);
+    rd.failed = 1;
+  }
+  size_t i;
+  json_t *p;
+  json_array_foreach(procs, i, p) {
+    if (r->n_procs >= NW_OOM_MAX_PROCS)
+      break;
+    nw_device_proc *dp = &r->procs[r->n_procs++];
+    dp->pid = (int)nw_get_int(&rd, p, "pid");
+    dp->uid = (unsigned)nw_get_int(&rd, p, "uid");
+    nw_get_str(&rd, p, "run_id", dp->run_id, sizeof dp->run_id);
+    dp->bytes = (uint64_t)nw_get_int(&rd, p, "bytes");
+  }
+  json_decref(root);
+  return rd.failed ? NW_EDATA : 0;
+}
+
+void nw_oom_report_path(const char *dir, int rank, int world, char *buf,
+                        size_t len) {
+  if (world <= 1)
+    snprintf(buf, len, "%s/%s", dir, NW_OOM_REPORT_FILE);
+  else
+    snprintf(buf, len, "%s/oom-report-rank%d.json", dir, rank);
+}
