@@ -224,7 +224,7 @@ static void nw__say_avail(nw_classification *out, const nw__avail *a) {
 /* Rules 3 and 4 for a training phase. */
 static void nw__train_rules(const nw_config *cfg, const nw_oom_report *rep,
                             const nw__avail *a, nw_classification *out) {
-  int B = rep->micro > 0 ? rep->micro : cfg->batch.micro;
+  int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
   int T = rep->seq_len, med = rep->median_seq_len;
   nw__say_avail(out, a);
   if (med <= 0) {
@@ -330,10 +330,10 @@ void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
   nw_config ecfg;
   if (cfg) {
     ecfg = *cfg;
-    if (rep->eval_batch > 0)
-      ecfg.eval.batch = rep->eval_batch;
-    ecfg.eval.release_cache = rep->eval_release_cache;
-    int B = rep->micro > 0 ? rep->micro : cfg->batch.micro;
+    if (rep->set.eval_batch > 0)
+      ecfg.eval.batch = rep->set.eval_batch;
+    ecfg.eval.release_cache = rep->set.release_cache;
+    int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
     int T = rep->seq_len > 0 ? rep->seq_len : cfg->model.max_seq_len;
     nw_estimate e;
     if (nw__is_train_phase(rep->phase))
@@ -378,7 +378,7 @@ void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
     nw__say(out,
             "The failure came during evaluation (%s, eval batch %d, "
             "release_cache %d) with %.1f MiB of kv-cache live.",
-            phase, rep->eval_batch, rep->eval_release_cache,
+            phase, rep->set.eval_batch, rep->set.release_cache,
             nw__mib(rep->kv_cache_bytes));
     if (cfg) {
       nw__say_avail(out, &avail);
@@ -400,7 +400,7 @@ void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
       nw__say(out, "kv-cache held %.1f MiB during %s.",
               nw__mib(rep->kv_cache_bytes), phase);
     if (cfg && nw__is_train_phase(rep->phase)) {
-      int B = rep->micro > 0 ? rep->micro : cfg->batch.micro;
+      int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
       int T = rep->seq_len > 0 ? rep->seq_len : cfg->model.max_seq_len;
       nw_estimate e;
       nw_estimate_train(&ecfg, B, T, 0, &e);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "protocol/settings.h"
 
 int nw_ledger_open(nw_ledger *l, const char *dir, char *err, size_t errlen) {
   snprintf(l->path, sizeof l->path, "%s/%s", dir, NW_LEDGER_FILE);
@@ -68,11 +69,9 @@ void nw_ledger_close(nw_ledger *l) {
 }
 
 json_t *nw_ledger_settings(const nw_config *cfg) {
-  return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:b}", "micro",
-                   cfg->batch.micro, "accum", nw_config_accum(&cfg->batch),
-                   "effective", cfg->batch.effective, "world", cfg->batch.world,
-                   "max_len", nw_config_max_len(cfg), "eval_batch",
-                   cfg->eval.batch, "release_cache", cfg->eval.release_cache);
+  nw_settings s;
+  nw_settings_of(cfg, &s);
+  return nw_settings_json(&s, 0);
 }
 
 int nw_ledger_read(const char *path, void (*fn)(void *user, json_t *entry),

@@ -65,14 +65,16 @@ int nw_oom_report_write_path(const nw_oom_report *r, const char *path,
       nw_bytes_by_category(r->peak), "cached_bytes",
       (json_int_t)r->cached_bytes, "kv_cache_bytes",
       (json_int_t)r->kv_cache_bytes);
-  json_t *more = json_pack(
-      "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:o, s:b, s:s}",
-      "micro_batch", r->micro, "accumulation", r->accum, "world_size", r->world,
-      "effective_batch", r->effective, "seq_len", r->seq_len, "max_seq_len",
-      r->max_seq_len, "median_seq_len", r->median_seq_len, "steps_since_eval",
-      r->steps_since_eval, "eval_batch", r->eval_batch, "eval_release_cache",
-      r->eval_release_cache, "device_processes", procs, "emergency_checkpoint",
-      r->emergency_checkpoint, "checkpoint", r->checkpoint);
+  json_t *more =
+      json_pack("{s:i, s:i, s:i, s:i, s:o, s:b, s:s}", "seq_len", r->seq_len,
+                "max_seq_len", r->max_seq_len, "median_seq_len",
+                r->median_seq_len, "steps_since_eval", r->steps_since_eval,
+                "device_processes", procs, "emergency_checkpoint",
+                r->emergency_checkpoint, "checkpoint", r->checkpoint);
+  json_t *set = nw_settings_json(&r->set, 1);
+  if (more && set)
+    json_object_update(more, set);
+  json_decref(set);
   if (!o || !more) {
     json_decref(o);
     json_decref(more);
@@ -192,18 +194,16 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
   nw_get_categories(&rd, "peak_bytes", r->peak);
   r->cached_bytes = (uint64_t)nw_get_int(&rd, root, "cached_bytes");
   r->kv_cache_bytes = (uint64_t)nw_get_int(&rd, root, "kv_cache_bytes");
-  r->micro = (int)nw_get_int(&rd, root, "micro_batch");
-  r->accum = (int)nw_get_int(&rd, root, "accumulation");
-  r->world = (int)nw_get_int(&rd, root, "world_size");
-  r->effective = (int)nw_get_int(&rd, root, "effective_batch");
+  char why[256];
+  if (!rd.failed && nw_settings_from_json(root, &r->set, why, sizeof why) < 0) {
+    snprintf(err, errlen, "%s: %s", path, why);
+    rd.failed = 1;
+  }
   r->seq_len = (int)nw_get_int(&rd, root, "seq_len");
   r->max_seq_len = (int)nw_get_int(&rd, root, "max_seq_len");
   r->median_seq_len = (int)nw_get_int(&rd, root, "median_seq_len");
   r->steps_since_eval = (int)nw_get_int(&rd, root, "steps_since_eval");
-  r->eval_batch = (int)nw_get_int(&rd, root, "eval_batch");
-  json_t *b = json_object_get(root, "eval_release_cache");
-  r->eval_release_cache = json_is_true(b);
-  b = json_object_get(root, "emergency_checkpoint");
+  json_t *b = json_object_get(root, "emergency_checkpoint");
   r->emergency_checkpoint = json_is_true(b);
   nw_get_str(&rd, root, "checkpoint", r->checkpoint, sizeof r->checkpoint);
   /* optional: present only when the process list is not complete */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "protocol/mem_category.h"
+#include "protocol/settings.h" // defines: nw_settings
 
 #define NW_PHASES(X)                                                           \
   X(INIT, "init")                                                              \
@@ -60,12 +61,11 @@ typedef struct {
   uint64_t peak[NW_MEM_NCAT];
   uint64_t cached_bytes;   /* freed blocks the allocator kept */
   uint64_t kv_cache_bytes; /* live kv-cache at the failure */
-  int micro, accum, world, effective;
-  int seq_len;          /* padded length of the failing batch (0 = none) */
-  int max_seq_len;      /* configured maximum */
-  int median_seq_len;   /* running median of padded micro-batch lengths */
-  int steps_since_eval; /* -1 when no evaluation ran in this process */
-  int eval_batch, eval_release_cache;
+  nw_settings set;         /* the settings in force (protocol/settings.h) */
+  int seq_len;             /* padded length of the failing batch (0 = none) */
+  int max_seq_len;         /* the model's maximum (model.max_seq_len) */
+  int median_seq_len;      /* running median of padded micro-batch lengths */
+  int steps_since_eval;    /* -1 when no evaluation ran in this process */
   int n_procs; /* other processes on the device, this one excluded */
   nw_device_proc procs[NW_OOM_MAX_PROCS];
   int emergency_checkpoint; /* 1 when one was written */

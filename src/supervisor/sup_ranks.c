@@ -20,94 +20,9 @@
 #include "protocol/exit_codes.h"
 #include "protocol/world.h"
 #include "supervisor/supervisor_internal.h"
+#include "supervisor/trainer_env.h"
 
 /* ---- starting ---- */
-
-static int nw_sup_argv(nw_sup *s, char **argv, int max, char (*buf)[96]) {
-  const nw_sup_options *o = s->opt;
-  int n = 0, b = 0;
-  if (o->command) {
-    for (int i = 0; o->command[i] && n < max - 1; i++)
-      argv[n++] = o->command[i];
-    argv[n] = NULL;
-    return n;
-  }
-  argv[n++] = (char *)o->train_bin;
-  if (o->config_path)
-    argv[n++] = (char *)o->config_path;
-  for (int i = 0; i < o->n_sets && n < max - 14; i++) {
-    argv[n++] = "--set";
-    argv[n++] = o->sets[i];
-  }
-  /* the settings recovery changes, and the world the supervisor resolved,
-   * after the user's: the last one wins */
-  snprintf(buf[b], 96, "batch.micro=%d", s->cfg.batch.micro);
-  snprintf(buf[b + 1], 96, "data.max_len=%d", s->cfg.data.max_len);
-  snprintf(buf[b + 2], 96, "eval.batch=%d", s->cfg.eval.batch);
-  snprintf(buf[b + 3], 96, "eval.release_cache=%s",
-           s->cfg.eval.release_cache ? "true" : "false");
-  snprintf(buf[b + 4], 96, "world.size=%d", s->cfg.batch.world);
-  for (int i = 0; i < 5; i++) {
-    argv[n++] = "--set";
-    argv[n++] = buf[b + i];
-  }
-  argv[n++] = "--resume";
-  argv[n++] = "auto";
-  argv[n] = NULL;
-  return n;
-}
-
-/* The environment contract of docs/protocol.md ("Supervising a foreign
- * trainer") and docs/multi-gpu.md (the rank); the trainer never talks to
- * systemd itself. */
-static char **nw_sup_env(nw_sup *s, int rank) {
-  static const char *const unset[] = {"NOTIFY_SOCKET",
-                                      "WATCHDOG_USEC",
-                                      "WATCHDOG_PID",
-                                      "NIGHTWATCH_RUN_ID",
-                                      "NIGHTWATCH_MICRO_BATCH",
-                                      "NIGHTWATCH_ACCUMULATION",
-                                      "NIGHTWATCH_EFFECTIVE_BATCH",
-                                      "NIGHTWATCH_MAX_SEQ_LEN",
-                                      "NIGHTWATCH_EVAL_BATCH",
-                                      "NIGHTWATCH_RELEASE_CACHE",
-                                      "NIGHTWATCH_RESUME",
-                                      "NIGHTWATCH_RUN_DIR",
-                                      NW_WORLD_ENV_RANK,
-                                      NW_WORLD_ENV_SIZE,
-                                      NW_WORLD_ENV_COMM,
-                                      NULL};
-  static char v[13][NW_PATH_MAX + 64];
-  const nw_config *c = &s->cfg;
-  int n = 0;
-  snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RUN_ID=%s", s->run_id);
-  snprintf(v[n++], sizeof v[0], "%s=%d", NW_WORLD_ENV_RANK, rank);
-  snprintf(v[n++], sizeof v[0], "%s=%d", NW_WORLD_ENV_SIZE, c->batch.world);
-  snprintf(v[n++], sizeof v[0], "%s=%s", NW_WORLD_ENV_COMM, s->comm);
-  if (s->opt->command) {
-    char resume[NW_PATH_MAX] = "", err[512];
-    if (nw_ckpt_find_latest(c->run.dir, c->checkpoint.verify_timeout, resume,
-                            sizeof resume, NULL, NULL, err, sizeof err) < 0)
-      resume[0] = '\0';
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_MICRO_BATCH=%d", c->batch.micro);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_ACCUMULATION=%d",
-             nw_config_accum(&c->batch));
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_EFFECTIVE_BATCH=%d",
-             c->batch.effective);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_MAX_SEQ_LEN=%d",
-             nw_config_max_len(c));
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_EVAL_BATCH=%d", c->eval.batch);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RELEASE_CACHE=%d",
-             c->eval.release_cache);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RESUME=%s", resume);
-    snprintf(v[n++], sizeof v[0], "NIGHTWATCH_RUN_DIR=%s", c->run.dir);
-  }
-  const char *set[14];
-  for (int i = 0; i < n; i++)
-    set[i] = v[i];
-  set[n] = NULL;
-  return nw_child_env_build(unset, set);
-}
 
 static void nw_sup_rank_reset(nw_sup_rank *r) {
   memset(&r->child, 0, sizeof r->child);
@@ -131,9 +46,10 @@ static void nw_sup_ranks_abandon(nw_sup *s) {
 }
 
 void nw_sup_start(nw_sup *s) {
-  char *argv[512], buf[5][96], err[1024];
+  char *argv[512], err[1024];
+  nw_trainer_args args;
   int world = s->cfg.batch.world > 0 ? s->cfg.batch.world : 1;
-  nw_sup_argv(s, argv, 512, buf);
+  nw_trainer_argv(s->opt, &s->cfg, &args, argv, 512);
   s->oom_kill_known = nw_sup_oom_kill_count(&s->oom_kill_before) == 0;
   /* a fresh name per start: nothing of a dead world is ever joined */
   snprintf(s->comm, sizeof s->comm, "nw-%s-%d-%d", s->run_id, (int)getpid(),
@@ -144,7 +60,7 @@ void nw_sup_start(nw_sup *s) {
   for (int r = 0; r < world; r++) {
     nw_sup_rank *rk = &s->rank[r];
     nw_sup_rank_reset(rk);
-    char **env = nw_sup_env(s, r);
+    char **env = nw_trainer_env(s->opt, &s->cfg, s->run_id, s->comm, r);
     int rc = NW_EHOSTMEM;
     snprintf(err, sizeof err, "out of memory");
     if (env) {

@@ -69,21 +69,16 @@ void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   r->cached_bytes = st.cached;
   r->kv_cache_bytes = st.live[NW_MEM_KV_CACHE];
 
-  r->micro = cfg->batch.micro;
-  r->accum = nw_config_accum(&cfg->batch);
-  r->world = cfg->batch.world;
-  r->effective = cfg->batch.effective;
+  nw_settings_of(cfg, &r->set);
   r->seq_len = t->seq_len;
   r->max_seq_len = cfg->model.max_seq_len;
   r->median_seq_len = nw_trainer_median_seq_len(t);
   r->steps_since_eval =
       t->last_eval_step < 0 ? -1 : t->step - t->last_eval_step;
-  r->eval_batch = cfg->eval.batch;
   if (t->durable_step >= 0 && t->durable_step == t->step) {
     r->emergency_checkpoint = 1;
     snprintf(r->checkpoint, sizeof r->checkpoint, "%s", t->durable_path);
   }
-  r->eval_release_cache = cfg->eval.release_cache;
 
   if (t->device == NW_DEVICE_CUDA) {
     nw_fill_gpu_procs(t, r);

@@ -557,16 +557,12 @@ static void build(const tcase *c, nw_config *cfg, nw_oom_report *r) {
   r->micro_step = 1;
   r->requested_bytes = req;
   r->requested_category = NW_MEM_ACTIVATIONS;
-  r->micro = cfg->batch.micro;
-  r->accum = nw_config_accum(&cfg->batch);
-  r->world = 1;
-  r->effective = cfg->batch.effective;
+  nw_settings_of(cfg, &r->set);
+  r->set.world = 1;
   r->seq_len = c->T;
   r->max_seq_len = cfg->model.max_seq_len;
   r->median_seq_len = c->med;
   r->steps_since_eval = c->kv ? c->since_eval : -1;
-  r->eval_batch = cfg->eval.batch;
-  r->eval_release_cache = cfg->eval.release_cache;
 
   /* held = A - 32 KiB, laid out as the domain would: kv, state, the rest
    * activations */

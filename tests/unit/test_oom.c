@@ -117,8 +117,8 @@ static void test_activation(void **state) {
               c.rep.phase == NW_PHASE_TRAIN_BACKWARD);
   assert_int_equal(c.rep.step, 0);
   assert_int_equal(c.rep.micro_step, 0);
-  assert_int_equal(c.rep.micro, 32);
-  assert_int_equal(c.rep.accum, 1);
+  assert_int_equal(c.rep.set.micro, 32);
+  assert_int_equal(c.rep.set.accum, 1);
   assert_true(c.rep.requested_category == NW_MEM_ACTIVATIONS ||
               c.rep.requested_category == NW_MEM_ATTENTION);
   assert_int_equal(c.rep.kv_cache_bytes, 0);
@@ -149,7 +149,7 @@ static void test_sequence_length(void **state) {
   assert_true(c.rep.median_seq_len > 0 && c.rep.median_seq_len < 16);
   assert_int_equal(c.rep.max_seq_len, 96);
   assert_int_equal(c.rep.kv_cache_bytes, 0);
-  assert_int_equal(c.rep.micro, 8);
+  assert_int_equal(c.rep.set.micro, 8);
   printf("sequence-length OOM at step %d: batch length %d, median %d\n",
          c.rep.step, c.rep.seq_len, c.rep.median_seq_len);
   case_fini(&c);
@@ -193,7 +193,7 @@ static void test_eval_cache(void **state) {
               c.rep.phase == NW_PHASE_TRAIN_BACKWARD);
   assert_int_equal(c.rep.kv_cache_bytes, kv);
   assert_true(c.rep.steps_since_eval >= 0);
-  assert_int_equal(c.rep.eval_release_cache, 0);
+  assert_int_equal(c.rep.set.release_cache, 0);
   /* the same settings with the cache released train to the end */
   const char *release[] = {mem,
                            "--set=eval.every=5",

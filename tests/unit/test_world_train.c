@@ -373,7 +373,7 @@ static void test_oom_on_one_rank(void **state) {
     fail_msg("%s", err);
   assert_int_equal(rep.phase, NW_PHASE_EVAL_FORWARD);
   assert_int_equal(rep.step, 3);
-  assert_int_equal(rep.world, 2);
+  assert_int_equal(rep.set.world, 2);
   assert_int_equal(rep.emergency_checkpoint, 1);
   char want_dev[128];
   snprintf(want_dev, sizeof want_dev, "cpu:%s.0", dev);
