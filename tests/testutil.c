@@ -114,12 +114,14 @@ json_t *nw_test_ledger_load(const char *run_dir) {
   FILE *f = fopen(p, "r");
   if (!f)
     return a;
-  static char line[1 << 16];
-  while (fgets(line, sizeof line, f)) {
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
     json_t *e = json_loads(line, 0, NULL);
     if (e)
       json_array_append_new(a, e);
   }
+  free(line);
   fclose(f);
   return a;
 }
@@ -215,6 +217,22 @@ int nw_test_json_int(const json_t *o, const char *k) {
 const char *nw_test_json_str(const json_t *o, const char *k) {
   const char *v = json_string_value(json_object_get(o, k));
   return v ? v : "";
+}
+
+unsigned nw_test_seed(const char *what) {
+  const char *env = getenv("NW_TEST_SEED");
+  unsigned seed;
+  if (env && *env) {
+    seed = (unsigned)strtoul(env, NULL, 0);
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed =
+        (unsigned)ts.tv_sec ^ (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 16);
+  }
+  printf("%s: seed %u (replay: NW_TEST_SEED=%u)\n", what, seed, seed);
+  fflush(stdout);
+  return seed;
 }
 
 double nw_test_now(void) {

@@ -4,7 +4,8 @@
  *          nw_test_ledger_find, nw_test_ledger_count, nw_test_now,
  *          nw_test_sleep, nw_test_spawn_logged, nw_test_wait_exit,
  *          nw_test_wait_or_kill, nw_test_slurp,
- *          nw_test_wait_step_line, nw_test_json_int, nw_test_json_str */
+ *          nw_test_wait_step_line, nw_test_json_int, nw_test_json_str,
+ *          nw_test_seed */
 #ifndef NW_TESTUTIL_H
 #define NW_TESTUTIL_H
 
@@ -46,6 +47,11 @@ const char *nw_test_json_str(const json_t *o, const char *k);
 /* The whole file at path, NUL-terminated, malloc'd (free it); *len (may be
  * NULL) gets its size. NULL when it cannot be read. */
 char *nw_test_slurp(const char *path, size_t *len);
+
+/* The seed of a randomised test: NW_TEST_SEED from the environment (to
+ * replay a failure), else one from the clock and the pid. Printed either
+ * way, with the line that replays it; what names the test. */
+unsigned nw_test_seed(const char *what);
 
 /* Monotonic seconds, and a sleep of fractional seconds. */
 double nw_test_now(void);

@@ -19,8 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,7 +30,7 @@
 #include <jansson.h>
 
 #include "base/config.h"
-#include "device/vdev.h"
+#include "e2e/fixture.h"
 #include "testutil.h"
 
 #define NW_MSG_MAX 4096
@@ -42,14 +42,11 @@ typedef struct {
 } msg;
 
 typedef struct {
-  char dir[256];   /* temporary: the socket, the run directory, the log */
-  char run[320];   /* run directory */
-  char sock[320];  /* NOTIFY_SOCKET */
-  char log[320];   /* the supervisor's stdout+stderr, unless a pipe */
-  char device[64]; /* virtual device, unique per test */
-  int fd;          /* the bound notify socket */
-  int drain_fd;    /* a pipe to read and discard while receiving; -1 */
-  pid_t sup;
+  nw_case *run;   /* the supervised run (its HOME holds the socket) */
+  char sock[400]; /* NOTIFY_SOCKET */
+  int fd;         /* the bound notify socket */
+  int drain_fd;   /* a pipe to read and discard while receiving; -1 */
+  pid_t sup;      /* the supervisor (run->sup while it runs) */
   msg *m;
   int n;
 } nctx;
@@ -64,14 +61,21 @@ static double realtime_now(void) {
  * leaves the test function without its ctx_fini. */
 static nctx *live;
 
+/* A run of the tiny model, its notify socket bound in the case's HOME. */
 static void ctx_init(nctx *c, const char *tag) {
   memset(c, 0, sizeof *c);
   live = c;
-  nw_test_tmpdir(c->dir, sizeof c->dir, tag);
-  snprintf(c->run, sizeof c->run, "%s/run", c->dir);
-  snprintf(c->sock, sizeof c->sock, "%s/notify", c->dir);
-  snprintf(c->log, sizeof c->log, "%s/sup.log", c->dir);
-  snprintf(c->device, sizeof c->device, "nwntf-%d-%s", (int)getpid(), tag);
+  c->run = nw_case_new(tag);
+  const char *fixed[] = {"model.n_layer=1",
+                         "model.n_embd=32",
+                         "eval.every=0",
+                         "data.long_fraction=0",
+                         "checkpoint.every=0",
+                         "train.log_every=1000000",
+                         NULL};
+  for (int i = 0; fixed[i]; i++)
+    nw_case_set(c->run, "%s", fixed[i]);
+  snprintf(c->sock, sizeof c->sock, "%s/notify", c->run->home);
   c->drain_fd = -1;
   c->m = calloc(NW_MSG_MAX, sizeof *c->m);
   assert_non_null(c->m);
@@ -98,35 +102,27 @@ static void dump(const nctx *c) {
         *p = '|';
     fprintf(stderr, "%.3f pid %d: %s\n", c->m[i].t, (int)c->m[i].pid, one);
   }
-  FILE *f = fopen(c->log, "r");
-  if (f) {
-    char line[1024];
-    fprintf(stderr, "---- supervisor log ----\n");
-    while (fgets(line, sizeof line, f))
-      fputs(line, stderr);
-    fclose(f);
-  }
+  nw_case_dump(c->run);
 }
 
-static void ctx_fini(nctx *c) {
-  if (c->sup > 0) {
-    kill(c->sup, SIGKILL);
-    waitpid(c->sup, NULL, 0);
-  }
+/* The socket and the messages; the run's processes and files go with
+ * nw_case_free (a test that got to its end) or nw_case_teardown. */
+static void ctx_close(nctx *c) {
   close(c->fd);
-  nw_vdev_unlink(c->device);
   free(c->m);
-  char *rm[] = {"/bin/rm", "-rf", c->dir, NULL};
-  char out[256];
-  nw_test_run_cmd(rm, out, sizeof out);
+  c->m = NULL;
   live = NULL;
 }
 
+static void ctx_fini(nctx *c) {
+  nw_case_free(c->run);
+  ctx_close(c);
+}
+
 static int teardown(void **state) {
-  (void)state;
   if (live)
-    ctx_fini(live);
-  return 0;
+    ctx_close(live);
+  return nw_case_teardown(state);
 }
 
 /* Starts `nightwatch run` on the tiny model for steps steps, talking to the
@@ -135,57 +131,18 @@ static int teardown(void **state) {
  * "--set" values, NULL-terminated. */
 static void sup_start(nctx *c, long watchdog_usec, int steps, int err_fd,
                       const char *const *extra) {
-  static char sets[8][128];
-  snprintf(sets[0], sizeof sets[0], "device.name=%s", c->device);
-  snprintf(sets[1], sizeof sets[1], "train.steps=%d", steps);
-  const char *fixed[] = {"model.n_layer=1",
-                         "model.n_embd=32",
-                         "eval.every=0",
-                         "data.long_fraction=0",
-                         "checkpoint.every=0",
-                         "train.log_every=1000000",
-                         sets[0],
-                         sets[1],
-                         NULL};
-  char *argv[64];
-  int n = 0;
-  argv[n++] = (char *)NW_BIN;
-  argv[n++] = "run";
-  argv[n++] = "--run-dir";
-  argv[n++] = c->run;
-  for (int i = 0; fixed[i]; i++) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)fixed[i];
-  }
-  for (int i = 0; extra && extra[i]; i++) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)extra[i];
-  }
-  argv[n] = NULL;
-  c->sup = fork();
-  assert_true(c->sup >= 0);
-  if (c->sup == 0) {
-    int fd = err_fd >= 0 ? err_fd : open(c->log, O_WRONLY | O_CREAT, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("NOTIFY_SOCKET", c->sock, 1);
-    if (watchdog_usec > 0) {
-      char v[32];
-      snprintf(v, sizeof v, "%ld", watchdog_usec);
-      setenv("WATCHDOG_USEC", v, 1);
-    } else {
-      unsetenv("WATCHDOG_USEC");
-    }
-    unsetenv("WATCHDOG_PID"); /* the watchdog is for whoever we exec */
-    /* a supervisor left by a failed test dies with the test binary (its
-     * trainer follows through its own parent-death signal) */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  char v[32], total[32];
+  const char *sets[8] = {total};
+  snprintf(total, sizeof total, "train.steps=%d", steps);
+  for (int i = 0; extra && extra[i] && i < 6; i++)
+    sets[i + 1] = extra[i];
+  nw_case_env(c->run, "NOTIFY_SOCKET", c->sock);
+  snprintf(v, sizeof v, "%ld", watchdog_usec);
+  nw_case_env(c->run, "WATCHDOG_USEC", watchdog_usec > 0 ? v : NULL);
+  nw_case_env(c->run, "WATCHDOG_PID", NULL); /* for whoever we exec */
+  if (err_fd >= 0)
+    nw_case_output(c->run, err_fd);
+  c->sup = nw_case_start(c->run, sets);
 }
 
 /* Reads every datagram queued now into c->m. */
@@ -278,12 +235,10 @@ static void pump(nctx *c, double seconds) {
 static int sup_wait(nctx *c, double timeout) {
   double end = nw_test_now() + timeout;
   while (nw_test_now() < end) {
-    int st;
-    pid_t r = waitpid(c->sup, &st, WNOHANG);
-    if (r == c->sup) {
-      c->sup = 0;
+    int rc = nw_case_wait(c->run, 0);
+    if (rc >= 0) {
       recv_all(c);
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return rc;
     }
     pump(c, 0.02);
   }
@@ -309,6 +264,31 @@ static int pings(const nctx *c, double t0, double t1, double *t, int max) {
     if (field(&c->m[i], "WATCHDOG") && c->m[i].t >= t0 && c->m[i].t < t1)
       t[n++] = c->m[i].t;
   return n;
+}
+
+/* Receives until n pings sent at or after t0 (realtime) are in; their
+ * times into t (room for max). Their count: less than n after timeout. */
+static int wait_pings(nctx *c, double t0, int n, double timeout, double *t,
+                      int max) {
+  double end = nw_test_now() + timeout;
+  int got;
+  while ((got = pings(c, t0, 1e300, t, max)) < n && nw_test_now() < end)
+    pump(c, 0.05);
+  return got;
+}
+
+/* 1 while pid is blocked in write(2) (/proc/PID/syscall names the call it
+ * sleeps in; "running" when it is not in one). */
+static int blocked_in_write(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  long nr = -1;
+  int ok = fscanf(f, "%ld", &nr) == 1;
+  fclose(f);
+  return ok && (nr == SYS_write || nr == SYS_writev);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -341,7 +321,7 @@ static int parse_status(const char *s, status *st) {
 
 /* The trainer's pid from the ledger's latest start entry. */
 static pid_t trainer_pid(const nctx *c) {
-  json_t *a = nw_test_ledger_load(c->run);
+  json_t *a = nw_case_ledger(c->run);
   int k = nw_test_ledger_count(a, "start");
   json_t *e = k > 0 ? nw_test_ledger_find(a, "start", k - 1) : NULL;
   pid_t pid = e ? (pid_t)json_integer_value(json_object_get(e, "pid")) : 0;
@@ -416,21 +396,9 @@ static void test_sequence(void **state) {
   ctx_fini(&c);
 }
 
-/* The ping interval, the trainer's environment, SIGHUP and SIGTERM. */
-static void test_watchdog_reload_stop(void **state) {
-  (void)state;
-  static nctx c; /* static: the teardown reaches it after a failure */
-  ctx_init(&c, "wd");
-  const double wd = 1.0; /* WATCHDOG_USEC: pings every 0.5 s */
-  sup_start(&c, (long)(wd * 1e6), 1000000, -1, NULL);
-  pid_t sup = c.sup;
-  int r = wait_for(&c, 0, "READY", "1", 60);
-  if (r < 0)
-    dump(&c);
-  assert_true(r >= 0);
-
-  /* the trainer never sees systemd's variables */
-  pid_t tr = trainer_pid(&c);
+/* The trainer never sees systemd's variables. */
+static void expect_trainer_env(const nctx *c) {
+  pid_t tr = trainer_pid(c);
   assert_true(tr > 0);
   char path[64], env[1 << 15];
   snprintf(path, sizeof path, "/proc/%d/environ", (int)tr);
@@ -446,41 +414,60 @@ static void test_watchdog_reload_stop(void **state) {
     saw_run_id |= !strncmp(p, "NIGHTWATCH_RUN_ID=", 18);
   }
   assert_true(saw_run_id); /* it was the trainer's environment we read */
+}
 
-  /* pings at about half of WATCHDOG_USEC */
-  double w0 = realtime_now();
-  pump(&c, 3.0);
-  double t[256];
-  int n = pings(&c, w0, realtime_now(), t, 256);
-  double iv[256];
+/* Pings at about half of WATCHDOG_USEC (wd seconds): the next seven. */
+static void expect_ping_interval(nctx *c, double wd) {
+  double w0 = realtime_now(), t[256], iv[256];
+  int n = wait_pings(c, w0, 7, 30, t, 256);
+  if (n < 7)
+    dump(c);
+  assert_true(n >= 7);
   for (int i = 1; i < n; i++)
     iv[i - 1] = t[i] - t[i - 1];
-  qsort(iv, (size_t)(n > 1 ? n - 1 : 0), sizeof *iv, cmp_double);
-  fprintf(stderr, "%d pings in 3 s; interval min %.3f median %.3f max %.3f\n",
-          n, n > 1 ? iv[0] : 0, n > 1 ? iv[(n - 1) / 2] : 0,
-          n > 1 ? iv[n - 2] : 0);
-  assert_true(n >= 4);
+  qsort(iv, (size_t)(n - 1), sizeof *iv, cmp_double);
+  fprintf(stderr, "%d pings; interval min %.3f median %.3f max %.3f\n", n,
+          iv[0], iv[(n - 1) / 2], iv[n - 2]);
   assert_true(iv[0] >= wd / 2 * 0.5);           /* never early */
   assert_true(iv[(n - 1) / 2] > wd / 2 * 0.75); /* about wd/2 */
   assert_true(iv[(n - 1) / 2] < wd / 2 * 2.5);
   assert_true(iv[n - 2] < wd); /* none so late that systemd would kill */
+}
 
-  /* SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1 */
-  int from = c.n;
+/* SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1. */
+static void expect_reload(nctx *c, pid_t sup) {
+  int from = c->n;
   assert_int_equal(kill(sup, SIGHUP), 0);
-  int rl = wait_for(&c, from, "RELOADING", "1", 10);
+  int rl = wait_for(c, from, "RELOADING", "1", 10);
   assert_true(rl >= 0);
-  const char *mono = field(&c.m[rl], "MONOTONIC_USEC");
+  const char *mono = field(&c->m[rl], "MONOTONIC_USEC");
   assert_non_null(mono);
   double mono_s = strtod(mono, NULL) * 1e-6;
   assert_true(mono_s > nw_test_now() - 10 && mono_s <= nw_test_now());
-  int rd = wait_for(&c, rl + 1, "READY", "1", 10);
+  int rd = wait_for(c, rl + 1, "READY", "1", 10);
   assert_true(rd > rl);
-  assert_non_null(field(&c.m[rd], "STATUS"));
+  assert_non_null(field(&c->m[rd], "STATUS"));
+}
+
+/* The ping interval, the trainer's environment, SIGHUP and SIGTERM. */
+static void test_watchdog_reload_stop(void **state) {
+  (void)state;
+  static nctx c; /* static: the teardown reaches it after a failure */
+  ctx_init(&c, "wd");
+  const double wd = 1.0; /* WATCHDOG_USEC: pings every 0.5 s */
+  sup_start(&c, (long)(wd * 1e6), 1000000, -1, NULL);
+  pid_t sup = c.sup;
+  int r = wait_for(&c, 0, "READY", "1", 60);
+  if (r < 0)
+    dump(&c);
+  assert_true(r >= 0);
+  expect_trainer_env(&c);
+  expect_ping_interval(&c, wd);
+  expect_reload(&c, sup);
 
   /* SIGTERM: STOPPING=1, EXTEND_TIMEOUT_USEC covering the kill grace, the
    * stop checkpoint, exit 0 */
-  from = c.n;
+  int from = c.n;
   assert_int_equal(kill(sup, SIGTERM), 0);
   int sp = wait_for(&c, from, "STOPPING", "1", 10);
   int ex = wait_for(&c, from, "EXTEND_TIMEOUT_USEC", NULL, 10);
@@ -497,7 +484,7 @@ static void test_watchdog_reload_stop(void **state) {
   if (rc != 0)
     dump(&c);
   assert_int_equal(rc, 0);
-  json_t *a = nw_test_ledger_load(c.run);
+  json_t *a = nw_case_ledger(c.run);
   json_t *stop = nw_test_ledger_find(a, "stop", 0);
   assert_non_null(stop);
   assert_true(json_is_true(json_object_get(stop, "checkpoint")));
@@ -548,28 +535,12 @@ static void test_extend_repeated(void **state) {
   ctx_fini(&c);
 }
 
-/* A genuinely frozen loop: the supervisor's stderr is a pipe the test has
- * filled and does not read, so its next log line blocks in write(2). A
- * pinger on a thread of its own would go on pinging; ours stops, and
- * resumes once the pipe is drained. */
-static void test_frozen_loop_stops_pings(void **state) {
-  (void)state;
-  static nctx c; /* static: the teardown reaches it after a failure */
-  ctx_init(&c, "frz");
-  int p[2];
-  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-  sup_start(&c, 400000, 1000000, p[1], NULL);
-  pid_t sup = c.sup;
-  /* the read end is drained while the run starts */
-  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-  c.drain_fd = p[0];
-  assert_true(wait_for(&c, 0, "READY", "1", 60) >= 0);
-
-  /* fill the pipe through a file description of our own, non-blocking,
-   * so the supervisor's stays blocking */
-  c.drain_fd = -1;
+/* Fills the pipe whose write end is fd to its last byte, through a file
+ * description of our own, non-blocking, so the supervisor's stays
+ * blocking. Returns the bytes written. */
+static size_t fill_pipe(int fd) {
   char self[64];
-  snprintf(self, sizeof self, "/proc/self/fd/%d", p[1]);
+  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
   int wfd = open(self, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   assert_true(wfd >= 0);
   char junk[4096];
@@ -589,49 +560,72 @@ static void test_frozen_loop_stops_pings(void **state) {
     filled += (size_t)w;
   }
   close(wfd);
+  return filled;
+}
 
-  /* a full stderr alone is no freeze: the loop writes nothing and pings */
-  double t0 = realtime_now();
-  pump(&c, 1.0);
-  double t[256];
-  int before = pings(&c, t0, realtime_now(), t, 256);
-  fprintf(stderr, "pipe filled (%zu bytes); %d pings in the next 1 s\n", filled,
-          before);
-  assert_true(before >= 2);
-
-  /* SIGHUP: the reload logs a line, which blocks */
-  int from = c.n;
+/* SIGHUP makes the loop log a line into the full pipe: once it is seen
+ * blocked in write(2), no ping comes for as long as it stays blocked.
+ * Returns the index of the RELOADING message. */
+static int expect_frozen(nctx *c, pid_t sup) {
+  int from = c->n;
   assert_int_equal(kill(sup, SIGHUP), 0);
-  int rl = wait_for(&c, from, "RELOADING", "1", 5);
+  int rl = wait_for(c, from, "RELOADING", "1", 10);
   assert_true(rl >= 0);
-  double f0 = c.m[rl].t;
-  pump(&c, 2.0);
+  double end = nw_test_now() + 10;
+  while (!blocked_in_write(sup) && nw_test_now() < end)
+    pump(c, 0.01);
+  assert_true(blocked_in_write(sup));
+  /* a pinger on a thread of its own would ping ~10 times meanwhile */
+  double f0 = c->m[rl].t, t[256];
+  pump(c, 2.0);
   double f1 = realtime_now();
-  int frozen = pings(&c, f0, f1, t, 256);
-  char wchan[64] = "?", path[64];
-  snprintf(path, sizeof path, "/proc/%d/wchan", (int)sup);
-  FILE *f = fopen(path, "r");
-  if (f) {
-    if (!fgets(wchan, sizeof wchan, f))
-      snprintf(wchan, sizeof wchan, "?");
-    fclose(f);
-  }
-  fprintf(stderr, "frozen: %d pings in %.2f s after RELOADING (wchan %s)\n",
-          frozen, f1 - f0, wchan);
-  if (frozen != 0)
-    dump(&c);
+  int still = blocked_in_write(sup); /* so frozen all through [f0, f1] */
+  recv_all(c);
+  int frozen = pings(c, f0, f1, t, 256);
+  fprintf(stderr, "frozen: %d pings in %.2f s after RELOADING (%s)\n", frozen,
+          f1 - f0, still ? "still in write(2)" : "no longer in write(2)");
+  if (frozen != 0 || !still)
+    dump(c);
+  assert_true(still);
   assert_int_equal(frozen, 0);
   assert_int_equal(kill(sup, 0), 0); /* stuck, not dead */
-  assert_int_equal(wait_for(&c, rl + 1, "READY", "1", 0), -1);
+  assert_int_equal(wait_for(c, rl + 1, "READY", "1", 0), -1);
+  return rl;
+}
+
+/* A genuinely frozen loop: the supervisor's stderr is a pipe the test has
+ * filled and does not read, so its next log line blocks in write(2). A
+ * pinger on a thread of its own would go on pinging; ours stops, and
+ * resumes once the pipe is drained. */
+static void test_frozen_loop_stops_pings(void **state) {
+  (void)state;
+  static nctx c; /* static: the teardown reaches it after a failure */
+  ctx_init(&c, "frz");
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  sup_start(&c, 400000, 1000000, p[1], NULL);
+  pid_t sup = c.sup;
+  /* the read end is drained while the run starts */
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  c.drain_fd = p[0];
+  assert_true(wait_for(&c, 0, "READY", "1", 60) >= 0);
+  c.drain_fd = -1;
+  size_t filled = fill_pipe(p[1]);
+
+  /* a full stderr alone is no freeze: the loop writes nothing and pings */
+  double t[256];
+  int before = wait_pings(&c, realtime_now(), 2, 10, t, 256);
+  fprintf(stderr, "pipe filled (%zu bytes); then %d pings\n", filled, before);
+  assert_true(before >= 2);
+
+  int rl = expect_frozen(&c, sup);
 
   /* drain: the log line completes, READY=1 ends the reload, pings resume */
   c.drain_fd = p[0];
-  int rd = wait_for(&c, rl + 1, "READY", "1", 5);
+  int rd = wait_for(&c, rl + 1, "READY", "1", 10);
   assert_true(rd > rl);
-  double r0 = c.m[rd].t;
-  pump(&c, 1.5);
-  int after = pings(&c, r0, realtime_now(), t, 256);
-  fprintf(stderr, "drained: %d pings in the next 1.5 s\n", after);
+  int after = wait_pings(&c, c.m[rd].t, 3, 10, t, 256);
+  fprintf(stderr, "drained: %d pings after READY\n", after);
   assert_true(after >= 3);
 
   assert_int_equal(kill(sup, SIGTERM), 0);
@@ -647,12 +641,12 @@ static void test_unreachable_socket(void **state) {
   (void)state;
   static nctx c; /* static: the teardown reaches it after a failure */
   ctx_init(&c, "nosock");
-  snprintf(c.sock, sizeof c.sock, "%s/missing/notify", c.dir);
+  snprintf(c.sock, sizeof c.sock, "%s/missing/notify", c.run->home);
   sup_start(&c, 400000, 30, -1, NULL);
   int rc = sup_wait(&c, 120);
   assert_int_equal(rc, 0);
   assert_int_equal(c.n, 0);
-  FILE *f = fopen(c.log, "r");
+  FILE *f = fopen(c.run->log, "r");
   assert_non_null(f);
   char line[1024];
   int warned = 0;

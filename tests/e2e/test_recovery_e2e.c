@@ -31,17 +31,12 @@
 #include "base/config.h"
 #include "checkpoints/ckpt.h"
 #include "device/vdev.h"
+#include "e2e/fixture.h"
 #include "model/estimate.h"
 #include "testutil.h"
 
 #define STEPS 30
 #define REF_MEMORY "device.memory=1GiB"
-
-typedef struct {
-  char dir[256];   /* run directory */
-  char log[320];   /* the supervisor's stdout+stderr */
-  char device[64]; /* virtual device, unique per run */
-} e2e_run;
 
 /* The small model every run trains, as the test reasons about it. */
 static void small_config(nw_config *cfg) {
@@ -52,14 +47,6 @@ static void small_config(nw_config *cfg) {
   cfg->eval.every = 0;
   cfg->data.long_fraction = 0;
 }
-
-static const char *const small_sets[] = {"model.n_layer=2",
-                                         "model.n_embd=64",
-                                         "model.n_head=4",
-                                         "train.min_lr=0.003",
-                                         "train.lr=0.003",
-                                         "checkpoint.every=4",
-                                         NULL};
 
 /* The default policy's chains with short waits (a user's policy file). */
 static const char *const quick_policy =
@@ -72,29 +59,17 @@ static const char *const quick_policy =
     "[limits]\nmax_recoveries = 8\nbackoff_initial_seconds = 0.1\n"
     "min_start_interval_seconds = 0\n";
 
-static void run_init(e2e_run *r, const char *tag) {
-  nw_test_tmpdir(r->dir, sizeof r->dir, tag);
-  snprintf(r->log, sizeof r->log, "%s.log", r->dir);
-  snprintf(r->device, sizeof r->device, "nwe2e-%d-%s", (int)getpid(), tag);
-}
-
-static void run_fini(e2e_run *r) { nw_vdev_unlink(r->device); }
-
-/* The file's text; "" when it cannot be read (a log not yet written). */
-static char *slurp(const char *path) {
-  char *s = nw_test_slurp(path, NULL);
-  return s ? s : strdup("");
-}
-
-static void dump_log(const e2e_run *r) {
-  char *s = slurp(r->log);
-  fprintf(stderr, "---- supervisor log %s ----\n%s\n", r->log, s);
-  free(s);
-  char p[512];
-  snprintf(p, sizeof p, "%s/ledger.jsonl", r->dir);
-  s = slurp(p);
-  fprintf(stderr, "---- ledger ----\n%s\n", s);
-  free(s);
+/* A case of the small model under the quick policy; flat learning rate. */
+static nw_case *small_case(const char *tag) {
+  nw_case *c = nw_case_new(tag);
+  nw_case_policy(c, quick_policy);
+  nw_case_set(c, "model.n_layer=2");
+  nw_case_set(c, "model.n_embd=64");
+  nw_case_set(c, "model.n_head=4");
+  nw_case_set(c, "train.min_lr=0.003");
+  nw_case_set(c, "train.lr=0.003");
+  nw_case_set(c, "checkpoint.every=4");
+  return c;
 }
 
 static void set_arg(char *buf, size_t len, const char *fmt, ...) {
@@ -103,45 +78,6 @@ static void set_arg(char *buf, size_t len, const char *fmt, ...) {
   vsnprintf(buf, len, fmt, ap);
   va_end(ap);
 }
-
-/* Runs `nightwatch run --run-dir DIR --policy P` with the small model, the
- * run's device and the extra --set values (NULL-terminated) to its end;
- * returns its exit code. */
-static int sup_run(e2e_run *r, const char *const *sets, double timeout) {
-  char *argv[96];
-  static char pol[512], dev[128];
-  nw_test_write_text(r->dir, "policy.conf", quick_policy, pol, sizeof pol);
-  int n = 0;
-  argv[n++] = (char *)NW_BIN;
-  argv[n++] = "run";
-  argv[n++] = "--run-dir";
-  argv[n++] = r->dir;
-  argv[n++] = "--policy";
-  argv[n++] = pol;
-  for (int i = 0; small_sets[i]; i++) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)small_sets[i];
-  }
-  set_arg(dev, sizeof dev, "device.name=%s", r->device);
-  argv[n++] = "--set";
-  argv[n++] = dev;
-  for (int i = 0; sets && sets[i]; i++) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)sets[i];
-  }
-  argv[n] = NULL;
-  return nw_test_wait_or_kill(nw_test_spawn_logged(argv, r->log), timeout);
-}
-
-static void sup_ok(e2e_run *r, const char *const *sets) {
-  int rc = sup_run(r, sets, 60);
-  if (rc != 0) {
-    dump_log(r);
-    fail_msg("nightwatch run in %s: exit %d", r->dir, rc);
-  }
-}
-
-static json_t *ledger(const e2e_run *r) { return nw_test_ledger_load(r->dir); }
 
 static json_t *find(json_t *a, const char *event, int nth) {
   return nw_test_ledger_find(a, event, nth);
@@ -155,18 +91,18 @@ static int count(json_t *a, const char *event) {
  * each recovery the expected action with the effective batch unchanged, one
  * outage resumed with no step lost, the run finished at STEPS, no give-up.
  * Returns the last recovery (borrowed from a). */
-static json_t *expect_recovered(const e2e_run *r, json_t *a, const char *cause,
+static json_t *expect_recovered(const nw_case *r, json_t *a, const char *cause,
                                 const char *action, int effective,
                                 int min_failed_step) {
   int nrec = count(a, "recovery");
   if (nrec < 1 || count(a, "give-up") > 0 || count(a, "resumed") != 1) {
-    dump_log(r);
+    nw_case_dump(r);
     fail_msg("expected recoveries and one resume");
   }
   json_t *oom = find(a, "oom", 0);
   assert_non_null(oom);
   if (strcmp(nw_test_json_str(oom, "cause"), cause)) {
-    dump_log(r);
+    nw_case_dump(r);
     fail_msg("cause %s, expected %s", nw_test_json_str(oom, "cause"), cause);
   }
   assert_int_equal(nw_test_json_int(oom, "exit_code"), 75);
@@ -204,8 +140,8 @@ static void read_final(const char *dir, nw_ckpt_state *st) {
 }
 
 /* The final parameters of the recovered run against the fault-free one. */
-static void expect_same_params(const char *what, const e2e_run *got,
-                               const e2e_run *ref, int effective) {
+static void expect_same_params(const char *what, const nw_case *got,
+                               const nw_case *ref, int effective) {
   nw_ckpt_state x, y;
   read_final(ref->dir, &x);
   read_final(got->dir, &y);
@@ -241,8 +177,7 @@ static void test_activation(void **state) {
           (unsigned long long)((fits.total + big.total) / 2));
   set_arg(steps, sizeof steps, "train.steps=%d", STEPS);
 
-  e2e_run r;
-  run_init(&r, "act");
+  nw_case *r = small_case("act");
   const char *first[] = {mem,
                          "eval.every=0",
                          "data.long_fraction=0",
@@ -250,7 +185,7 @@ static void test_activation(void **state) {
                          "batch.micro=8",
                          "train.steps=6",
                          NULL};
-  sup_ok(&r, first);
+  nw_case_run_ok(r, first, 60);
   const char *second[] = {mem,
                           "eval.every=0",
                           "data.long_fraction=0",
@@ -258,10 +193,10 @@ static void test_activation(void **state) {
                           "batch.micro=32",
                           steps,
                           NULL};
-  sup_ok(&r, second);
-  json_t *a = ledger(&r);
+  nw_case_run_ok(r, second, 60);
+  json_t *a = nw_case_ledger(r);
   json_t *last =
-      expect_recovered(&r, a, "activation", "halve-micro-batch", 32, 6);
+      expect_recovered(r, a, "activation", "halve-micro-batch", 32, 6);
   assert_int_equal(nw_test_json_int(find(a, "oom", 0), "failed_step"), 6);
   assert_int_equal(
       nw_test_json_int(json_object_get(find(a, "recovery", 0), "before"),
@@ -273,8 +208,7 @@ static void test_activation(void **state) {
                    32 / micro);
   json_decref(a);
 
-  e2e_run ref;
-  run_init(&ref, "act-ref");
+  nw_case *ref = small_case("act-ref");
   const char *plain[] = {REF_MEMORY,
                          "eval.every=0",
                          "data.long_fraction=0",
@@ -282,13 +216,13 @@ static void test_activation(void **state) {
                          "batch.micro=8",
                          steps,
                          NULL};
-  sup_ok(&ref, plain);
-  a = ledger(&ref);
+  nw_case_run_ok(ref, plain, 60);
+  a = nw_case_ledger(ref);
   assert_int_equal(count(a, "oom"), 0);
   json_decref(a);
-  expect_same_params("activation", &r, &ref, 32);
-  run_fini(&r);
-  run_fini(&ref);
+  expect_same_params("activation", r, ref, 32);
+  nw_case_free(r);
+  nw_case_free(ref);
 }
 
 /* (2) sequence-length: rare long problems (operands of up to 40 digits, 2%
@@ -310,8 +244,7 @@ static void test_sequence_length(void **state) {
           (unsigned long long)((at72.total + at96.total) / 2));
   set_arg(steps, sizeof steps, "train.steps=%d", STEPS);
 
-  e2e_run r;
-  run_init(&r, "seq");
+  nw_case *r = small_case("seq");
   const char *sets[] = {mem,
                         "eval.every=0",
                         "data.long_fraction=0.02",
@@ -320,10 +253,10 @@ static void test_sequence_length(void **state) {
                         "batch.micro=8",
                         steps,
                         NULL};
-  sup_ok(&r, sets);
-  json_t *a = ledger(&r);
+  nw_case_run_ok(r, sets, 60);
+  json_t *a = nw_case_ledger(r);
   json_t *last =
-      expect_recovered(&r, a, "sequence-length", "shorten-sequences", 32, 1);
+      expect_recovered(r, a, "sequence-length", "shorten-sequences", 32, 1);
   int failed = nw_test_json_int(find(a, "oom", 0), "failed_step");
   json_t *after = json_object_get(last, "after");
   int max_len = nw_test_json_int(after, "max_len");
@@ -335,8 +268,7 @@ static void test_sequence_length(void **state) {
   json_decref(a);
 
   /* fault-free: to the failed step, then the policy's max_len to the end */
-  e2e_run ref;
-  run_init(&ref, "seq-ref");
+  nw_case *ref = small_case("seq-ref");
   char upto[32], len[32];
   set_arg(upto, sizeof upto, "train.steps=%d", failed);
   set_arg(len, sizeof len, "data.max_len=%d", max_len);
@@ -348,7 +280,7 @@ static void test_sequence_length(void **state) {
                           "batch.micro=8",
                           upto,
                           NULL};
-  sup_ok(&ref, before);
+  nw_case_run_ok(ref, before, 60);
   const char *rest[] = {REF_MEMORY,
                         "eval.every=0",
                         "data.long_fraction=0.02",
@@ -358,13 +290,13 @@ static void test_sequence_length(void **state) {
                         len,
                         steps,
                         NULL};
-  sup_ok(&ref, rest);
-  a = ledger(&ref);
+  nw_case_run_ok(ref, rest, 60);
+  a = nw_case_ledger(ref);
   assert_int_equal(count(a, "oom"), 0);
   json_decref(a);
-  expect_same_params("sequence-length", &r, &ref, 32);
-  run_fini(&r);
-  run_fini(&ref);
+  expect_same_params("sequence-length", r, ref, 32);
+  nw_case_free(r);
+  nw_case_free(ref);
 }
 
 /* (3) eval-cache: the run trains 5 steps without evaluation; the user then
@@ -396,15 +328,14 @@ static void test_eval_cache(void **state) {
           (unsigned long long)((need + with_kv.total) / 2));
   set_arg(steps, sizeof steps, "train.steps=%d", STEPS);
 
-  e2e_run r;
-  run_init(&r, "kv");
+  nw_case *r = small_case("kv");
   const char *first[] = {mem,
                          "eval.every=0",
                          "data.long_fraction=0",
                          "batch.micro=8",
                          "train.steps=5",
                          NULL};
-  sup_ok(&r, first);
+  nw_case_run_ok(r, first, 60);
   const char *second[] = {mem,
                           "eval.every=5",
                           "eval.batch=16",
@@ -414,10 +345,10 @@ static void test_eval_cache(void **state) {
                           "batch.micro=8",
                           steps,
                           NULL};
-  sup_ok(&r, second);
-  json_t *a = ledger(&r);
+  nw_case_run_ok(r, second, 60);
+  json_t *a = nw_case_ledger(r);
   json_t *last = expect_recovered(
-      &r, a, "eval-cache", "free-cache",
+      r, a, "eval-cache", "free-cache",
       nw_test_json_int(json_object_get(find(a, "start", 0), "settings"),
                        "effective"),
       5);
@@ -431,12 +362,11 @@ static void test_eval_cache(void **state) {
          nw_test_json_int(find(a, "oom", 0), "failed_step"));
   json_decref(a);
 
-  e2e_run ref;
-  run_init(&ref, "kv-ref");
+  nw_case *ref = small_case("kv-ref");
   const char *plain[] = {
       REF_MEMORY,      "eval.every=0",  "data.long_fraction=0",
       "batch.micro=8", "train.steps=5", NULL};
-  sup_ok(&ref, plain);
+  nw_case_run_ok(ref, plain, 60);
   const char *plain2[] = {REF_MEMORY,
                           "eval.every=5",
                           "eval.batch=16",
@@ -446,13 +376,13 @@ static void test_eval_cache(void **state) {
                           "batch.micro=8",
                           steps,
                           NULL};
-  sup_ok(&ref, plain2);
-  a = ledger(&ref);
+  nw_case_run_ok(ref, plain2, 60);
+  a = nw_case_ledger(ref);
   assert_int_equal(count(a, "oom"), 0);
   json_decref(a);
-  expect_same_params("eval-cache", &r, &ref, eff);
-  run_fini(&r);
-  run_fini(&ref);
+  expect_same_params("eval-cache", r, ref, eff);
+  nw_case_free(r);
+  nw_case_free(ref);
 }
 
 /* (4) duplicate-process: the run trains 6 steps; meanwhile a second
@@ -476,8 +406,7 @@ static void test_duplicate_process(void **state) {
   set_arg(run_id, sizeof run_id, "e2e-dup-%d", (int)getpid());
   set_arg(rid, sizeof rid, "run.id=%s", run_id);
 
-  e2e_run r;
-  run_init(&r, "dup");
+  nw_case *r = small_case("dup");
   const char *first[] = {mem,
                          rid,
                          "eval.every=0",
@@ -485,87 +414,41 @@ static void test_duplicate_process(void **state) {
                          "batch.micro=8",
                          "train.steps=6",
                          NULL};
-  sup_ok(&r, first);
+  nw_case_run_ok(r, first, 60);
 
-  /* the duplicate: the same run id, started by hand, training */
-  char ddir[256];
-  nw_test_tmpdir(ddir, sizeof ddir, "dup-other");
-  int status_pipe[2];
-  assert_int_equal(pipe(status_pipe), 0);
-  pid_t dup = fork();
-  assert_true(dup >= 0);
-  if (dup == 0) {
-    char dirset[320], devset[128], ridset[96], fdv[16];
-    close(status_pipe[0]);
-    set_arg(fdv, sizeof fdv, "%d", status_pipe[1]);
-    setenv("NIGHTWATCH_STATUS_FD", fdv, 1);
-    set_arg(dirset, sizeof dirset, "--set=run.dir=%s", ddir);
-    set_arg(devset, sizeof devset, "--set=device.name=%s", r.device);
-    set_arg(ridset, sizeof ridset, "--set=%s", rid);
-    char memset_[80];
-    set_arg(memset_, sizeof memset_, "--set=%s", mem);
-    char dlog[320];
-    set_arg(dlog, sizeof dlog, "%s.log", ddir);
-    int lfd = open(dlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(lfd, 1);
-    dup2(lfd, 2);
-    setenv("OMP_NUM_THREADS", "1", 1);
-    execl(NW_TRAIN_BIN, NW_TRAIN_BIN, dirset, devset, ridset, memset_,
-          "--set=model.n_layer=2", "--set=model.n_embd=64",
-          "--set=model.n_head=4", "--set=data.long_fraction=0",
-          "--set=eval.every=0", "--set=checkpoint.every=0",
-          "--set=train.steps=100000000", (char *)NULL);
-    _exit(127);
-  }
-  /* After two steps its optimizer state is allocated and its activations
-   * are cached: it holds its steady memory and needs no more. Before that
-   * (a slow machine) the new trainer could take memory the duplicate still
-   * needs, and the duplicate would be the one to fail. */
-  close(status_pipe[1]);
-  int stepped = nw_test_wait_step_line(status_pipe[0], 2, 60);
-  close(status_pipe[0]);
-  int held = 0;
-  for (int i = 0; i < 800 && !held && stepped == 0; i++) {
-    nw_vdev_proc procs[8];
-    int n = 0;
-    char err[256];
-    if (nw_vdev_list_by_name(r.device, procs, 8, &n, NULL, err, sizeof err) ==
-            0 &&
-        n == 1 && procs[0].pid == dup &&
-        procs[0].bytes >= (uint64_t)(one.total * 0.9))
-      held = 1;
-    else
-      usleep(25000);
-  }
-  if (!held) {
-    kill(dup, SIGKILL);
-    waitpid(dup, NULL, 0);
-    fail_msg("the duplicate trainer never held its memory");
-  }
-  /* A stale trainer that hangs, as stale ones do: stopped, its memory holds
-   * still. A running one frees and re-reserves activation blocks as batch
-   * lengths vary, and on a loaded machine it lost the race for memory to the
-   * trainer under test (it ran out first). SIGTERM waits while it is
-   * stopped: the supervisor's SIGKILL after the grace ends it. */
-  assert_int_equal(kill(dup, SIGSTOP), 0);
+  /* the duplicate: the same run id, started by hand on the same device,
+   * holding its steady memory, then hung (stopped) as stale ones are:
+   * SIGTERM waits while it is stopped, and the supervisor's SIGKILL after
+   * the grace ends it */
+  const char *stale[] = {mem,
+                         rid,
+                         "model.n_layer=2",
+                         "model.n_embd=64",
+                         "model.n_head=4",
+                         "data.long_fraction=0",
+                         "eval.every=0",
+                         "checkpoint.every=0",
+                         "train.steps=100000000",
+                         NULL};
+  pid_t dup =
+      nw_case_stale_trainer(r, r->device, stale, (uint64_t)(one.total * 0.9));
   const char *second[] = {
       mem,   rid, "eval.every=0", "data.long_fraction=0", "batch.micro=8",
       steps, NULL};
-  int rc = sup_run(&r, second, 60);
-  int drc =
-      nw_test_wait_or_kill(dup, 15); /* stopped by the supervisor, or by us */
+  int rc = nw_case_run(r, second, 60);
+  int drc = nw_case_stale_exit(r, 15); /* stopped by the supervisor, or us */
   /* 137: the supervisor's SIGKILL after the grace (it is stopped);
    * anything else is the duplicate's own end, which a failure should show */
-  printf("duplicate trainer %d ended with %d (its log: %s.log)\n", (int)dup,
-         drc, ddir);
+  printf("duplicate trainer %d ended with %d (its log: %s/stale.log)\n",
+         (int)dup, drc, r->home);
   if (rc != 0)
-    dump_log(&r);
+    nw_case_dump(r);
   assert_int_equal(rc, 0);
   /* stopped, it cannot take the SIGTERM: the SIGKILL after the grace */
   if (drc != 128 + SIGKILL)
     fail_msg("the duplicate trainer: exit %d", drc);
-  json_t *a = ledger(&r);
-  expect_recovered(&r, a, "duplicate-process", "kill-duplicate", 32, 6);
+  json_t *a = nw_case_ledger(r);
+  expect_recovered(r, a, "duplicate-process", "kill-duplicate", 32, 6);
   json_t *oom = find(a, "oom", 0);
   assert_int_equal(json_integer_value(json_array_get(
                        json_object_get(oom, "duplicate_pids"), 0)),
@@ -576,23 +459,22 @@ static void test_duplicate_process(void **state) {
       json_integer_value(json_array_get(json_object_get(k, "pids"), 0)), dup);
   json_decref(a);
 
-  e2e_run ref;
-  run_init(&ref, "dup-ref");
+  nw_case *ref = small_case("dup-ref");
   const char *plain[] = {
       REF_MEMORY,      "eval.every=0", "data.long_fraction=0",
       "batch.micro=8", steps,          NULL};
-  sup_ok(&ref, plain);
-  expect_same_params("duplicate-process", &r, &ref, 32);
-  run_fini(&r);
-  run_fini(&ref);
+  nw_case_run_ok(ref, plain, 60);
+  expect_same_params("duplicate-process", r, ref, 32);
+  nw_case_free(r);
+  nw_case_free(ref);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_activation),
-      cmocka_unit_test(test_sequence_length),
-      cmocka_unit_test(test_eval_cache),
-      cmocka_unit_test(test_duplicate_process),
+      cmocka_unit_test_teardown(test_activation, nw_case_teardown),
+      cmocka_unit_test_teardown(test_sequence_length, nw_case_teardown),
+      cmocka_unit_test_teardown(test_eval_cache, nw_case_teardown),
+      cmocka_unit_test_teardown(test_duplicate_process, nw_case_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

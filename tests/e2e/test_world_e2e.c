@@ -25,39 +25,17 @@
 
 #include "base/config.h"
 #include "cli/fault_recipe.h"
-#include "device/vdev.h"
+#include "e2e/fixture.h"
 #include "testutil.h"
 
-typedef struct {
-  char dir[256];
-  char log[320];
-  char device[64]; /* base name: ranks use device.0, device.1, ... */
-  int world;
-  char sets[24][160];
-  int n_sets;
-} wcase;
-
-static void wcase_init(wcase *c, const char *tag, int world) {
-  memset(c, 0, sizeof *c);
-  nw_test_tmpdir(c->dir, sizeof c->dir, tag);
-  snprintf(c->log, sizeof c->log, "%s.log", c->dir);
-  snprintf(c->device, sizeof c->device, "nwworld-%d-%s", (int)getpid(), tag);
-  c->world = world;
-}
-
-static void wset(wcase *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->sets[c->n_sets++], sizeof c->sets[0], fmt, ap);
-  va_end(ap);
-}
-
-static void wcase_fini(wcase *c) {
-  char name[96];
-  for (int r = 0; r < c->world; r++) {
-    snprintf(name, sizeof name, "%s.%d", c->device, r);
-    nw_vdev_unlink(name);
-  }
+/* A case of `world` ranks on the small model, checkpoints every 5 steps. */
+static nw_case *world_case(const char *tag, int world) {
+  nw_case *c = nw_case_new(tag);
+  nw_case_world(c, world);
+  nw_case_set(c, "model.n_layer=2");
+  nw_case_set(c, "model.n_embd=64");
+  nw_case_set(c, "checkpoint.every=5");
+  return c;
 }
 
 /* The model every case trains, as the estimator sees it. */
@@ -69,98 +47,16 @@ static void small_config(nw_config *cfg) {
   cfg->data.long_fraction = 0;
 }
 
-static void dump(const wcase *c) {
-  char cmd[700];
-  snprintf(cmd, sizeof cmd, "tail -n 60 %s; cat %s/ledger.jsonl", c->log,
-           c->dir);
-  if (system(cmd) < 0)
-    fprintf(stderr, "cannot show %s\n", c->log);
-}
-
-/* Starts the supervisor; its pid. */
-static pid_t wstart(wcase *c) {
-  char *argv[80];
-  char dev[96], world[32];
-  int n = 0;
-  snprintf(dev, sizeof dev, "device.name=%s", c->device);
-  snprintf(world, sizeof world, "world.size=%d", c->world);
-  argv[n++] = (char *)NW_BIN;
-  argv[n++] = "run";
-  argv[n++] = "--run-dir";
-  argv[n++] = c->dir;
-  static const char *const base[] = {"model.n_layer=2", "model.n_embd=64",
-                                     "checkpoint.every=5", NULL};
-  for (int i = 0; base[i]; i++) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)base[i];
-  }
-  argv[n++] = "--set";
-  argv[n++] = dev;
-  argv[n++] = "--set";
-  argv[n++] = world;
-  for (int i = 0; i < c->n_sets; i++) {
-    argv[n++] = "--set";
-    argv[n++] = c->sets[i];
-  }
-  argv[n] = NULL;
-  return nw_test_spawn_logged(argv, c->log);
-}
-
-/* Waits for the supervisor; its exit code (128+signal, -1 on time out). */
-static int wwait(pid_t pid, double timeout) {
-  return nw_test_wait_or_kill(pid, timeout);
-}
-
-/* Runs the supervisor to its end. */
-static int wrun(wcase *c, double timeout) { return wwait(wstart(c), timeout); }
-
-/* A pid of ours that still runs a trainer (not a recycled pid). */
-static int trainer_alive(int pid) {
-  char path[64], cmd[256] = "";
-  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return 0;
-  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-  fclose(f);
-  cmd[n] = '\0';
-  return strstr(cmd, "nightwatch-train") != NULL;
-}
-
-/* Nothing of the run is left: every rank of every start is gone, and no
- * shared-memory segment names the run. */
-static void assert_nothing_left(const wcase *c, json_t *a) {
-  for (int i = 0; i < nw_test_ledger_count(a, "start"); i++) {
-    json_t *pids = json_object_get(nw_test_ledger_find(a, "start", i), "pids");
-    assert_int_equal(json_array_size(pids), (size_t)c->world);
-    for (size_t k = 0; k < json_array_size(pids); k++) {
-      int pid = (int)json_integer_value(json_array_get(pids, k));
-      if (trainer_alive(pid))
-        fail_msg("rank %zu of start %d (pid %d) is still running", k, i + 1,
-                 pid);
-    }
-  }
-  const char *id = nw_test_json_str(json_array_get(a, 0), "run_id");
-  assert_true(strlen(id) > 4);
-  DIR *d = opendir("/dev/shm");
-  assert_non_null(d);
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strstr(e->d_name, id))
-      fail_msg("/dev/shm/%s is left behind", e->d_name);
-  closedir(d);
-}
-
 /* The common end: one recovery of `cause` (or more of it), every rank
  * restarted together, zero steps lost, the run finished. */
-static void check_recovered(wcase *c, int rc, const char *cause, int steps) {
+static void check_recovered(nw_case *c, int rc, const char *cause, int steps) {
   if (rc != 0)
-    dump(c);
+    nw_case_dump(c);
   assert_int_equal(rc, 0);
-  json_t *a = nw_test_ledger_load(c->dir);
+  json_t *a = nw_case_ledger(c);
   json_t *fail = nw_test_ledger_find(a, "oom", 0);
   if (!fail || strcmp(nw_test_json_str(fail, "cause"), cause)) {
-    dump(c);
+    nw_case_dump(c);
     fail_msg("expected an oom of cause %s", cause);
   }
   assert_int_equal(nw_test_json_int(fail, "world"), c->world);
@@ -182,7 +78,7 @@ static void check_recovered(wcase *c, int rc, const char *cause, int steps) {
   assert_int_equal(nw_test_json_int(res, "steps_lost"), 0);
   json_t *fin = nw_test_ledger_find(a, "finish", 0);
   if (!fin) {
-    dump(c);
+    nw_case_dump(c);
     fail_msg("the run did not finish");
   }
   assert_int_equal(nw_test_json_int(fin, "step"), steps);
@@ -192,146 +88,101 @@ static void check_recovered(wcase *c, int rc, const char *cause, int steps) {
          cause, rank, c->world, nw_test_json_str(rec, "summary"),
          nw_test_json_int(res, "step"), nw_test_json_int(res, "steps_lost"),
          json_number_value(json_object_get(res, "seconds_to_recover")));
-  assert_nothing_left(c, a);
+  nw_case_assert_nothing_left(c, a);
   json_decref(a);
 }
 
 static void test_activation_two_ranks(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "wact", 2);
+  nw_case *c = world_case("wact", 2);
   nw_config cfg;
   small_config(&cfg);
-  wset(&c, "device.memory=%llu",
-       (unsigned long long)nw_recipe_activation(&cfg));
-  wset(&c, "batch.effective=64");
-  wset(&c, "batch.micro=32");
-  wset(&c, "eval.every=0");
-  wset(&c, "data.long_fraction=0");
-  wset(&c, "train.steps=12");
-  check_recovered(&c, wrun(&c, 120), "activation", 12);
-  wcase_fini(&c);
+  nw_case_set(c, "device.memory=%llu",
+              (unsigned long long)nw_recipe_activation(&cfg));
+  nw_case_set(c, "batch.effective=64");
+  nw_case_set(c, "batch.micro=32");
+  nw_case_set(c, "eval.every=0");
+  nw_case_set(c, "data.long_fraction=0");
+  nw_case_set(c, "train.steps=12");
+  check_recovered(c, nw_case_run(c, NULL, 120), "activation", 12);
+  nw_case_free(c);
 }
 
 static void test_sequence_length_one_rank(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "wseq", 2);
+  nw_case *c = world_case("wseq", 2);
   nw_config cfg;
   small_config(&cfg);
-  wset(&c, "device.memory=%llu",
-       (unsigned long long)nw_recipe_sequence_length(&cfg));
-  wset(&c, "batch.effective=32");
-  wset(&c, "eval.every=0");
-  wset(&c, "data.long_fraction=0.02");
-  wset(&c, "data.long_max_digits=48");
-  wset(&c, "train.steps=30");
-  check_recovered(&c, wrun(&c, 180), "sequence-length", 30);
-  wcase_fini(&c);
+  nw_case_set(c, "device.memory=%llu",
+              (unsigned long long)nw_recipe_sequence_length(&cfg));
+  nw_case_set(c, "batch.effective=32");
+  nw_case_set(c, "eval.every=0");
+  nw_case_set(c, "data.long_fraction=0.02");
+  nw_case_set(c, "data.long_max_digits=48");
+  nw_case_set(c, "train.steps=30");
+  check_recovered(c, nw_case_run(c, NULL, 180), "sequence-length", 30);
+  nw_case_free(c);
 }
 
 static void test_eval_cache_rank0(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "wkv", 2);
+  nw_case *c = world_case("wkv", 2);
   nw_config cfg;
   small_config(&cfg);
-  wset(&c, "device.memory=%llu",
-       (unsigned long long)nw_recipe_eval_cache(&cfg));
-  wset(&c, "data.long_fraction=0");
-  wset(&c, "eval.every=%d", NW_RECIPE_EVAL_EVERY);
-  wset(&c, "eval.batch=%d", NW_RECIPE_EVAL_BATCH);
-  wset(&c, "eval.batches=1");
-  wset(&c, "eval.generate=16");
-  wset(&c, "eval.release_cache=false");
-  wset(&c, "train.steps=12");
-  check_recovered(&c, wrun(&c, 180), "eval-cache", 12);
-  wcase_fini(&c);
+  nw_case_set(c, "device.memory=%llu",
+              (unsigned long long)nw_recipe_eval_cache(&cfg));
+  nw_case_set(c, "data.long_fraction=0");
+  nw_case_set(c, "eval.every=%d", NW_RECIPE_EVAL_EVERY);
+  nw_case_set(c, "eval.batch=%d", NW_RECIPE_EVAL_BATCH);
+  nw_case_set(c, "eval.batches=1");
+  nw_case_set(c, "eval.generate=16");
+  nw_case_set(c, "eval.release_cache=false");
+  nw_case_set(c, "train.steps=12");
+  check_recovered(c, nw_case_run(c, NULL, 180), "eval-cache", 12);
+  nw_case_free(c);
 }
 
 /* A stale nightwatch-train of the same run id holds the device of the last
  * rank: only that rank fails (at init), the stale process is killed, and
  * every rank restarts. */
 static void dup_case(int world) {
-  wcase c;
   char tag[16];
   snprintf(tag, sizeof tag, "wdup%d", world);
-  wcase_init(&c, tag, world);
+  nw_case *c = world_case(tag, world);
   nw_config cfg;
   small_config(&cfg);
   uint64_t one_total = 0;
   unsigned long long mem = nw_recipe_duplicate(&cfg, &one_total);
-  char run_id[64], stale_dir[300], a[5][400];
+  char run_id[64], mem_set[64], rid_set[96], dev[96];
   snprintf(run_id, sizeof run_id, "wdup-%d-%d", (int)getpid(), world);
-  snprintf(stale_dir, sizeof stale_dir, "%s-stale", c.dir);
-  snprintf(a[0], sizeof a[0], "--set=run.dir=%s", stale_dir);
-  snprintf(a[1], sizeof a[1], "--set=device.name=%s.%d", c.device, world - 1);
-  snprintf(a[2], sizeof a[2], "--set=device.memory=%llu", mem);
-  snprintf(a[3], sizeof a[3], "--set=run.id=%s", run_id);
-  char *argv[] = {(char *)NW_TRAIN_BIN,
-                  a[0],
-                  a[1],
-                  a[2],
-                  a[3],
-                  "--set=model.n_layer=2",
-                  "--set=model.n_embd=64",
-                  "--set=data.long_fraction=0",
-                  "--set=eval.every=0",
-                  "--set=train.steps=1000000",
-                  "--set=checkpoint.every=0",
-                  "--set=world.size=1",
-                  NULL};
-  pid_t stale = fork();
-  assert_true(stale >= 0);
-  if (stale == 0) {
-    int fd = open("/dev/null", O_WRONLY);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    setenv("OMP_NUM_THREADS", "1", 1);
-    unsetenv("NIGHTWATCH_STATUS_FD");
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  /* holding a training step's memory on that device */
-  char devname[96];
-  snprintf(devname, sizeof devname, "%s.%d", c.device, world - 1);
-  int held = 0;
-  for (int i = 0; i < 1200 && !held; i++) {
-    nw_vdev_proc procs[8];
-    int n = 0;
-    char err[256];
-    held = nw_vdev_list_by_name(devname, procs, 8, &n, NULL, err, sizeof err) ==
-               0 &&
-           n == 1 && procs[0].pid == stale &&
-           procs[0].bytes >= one_total * 9 / 10;
-    if (!held)
-      nw_test_sleep(0.025);
-  }
-  assert_true(held);
-  /* stopped, as a hung stale trainer is: its memory holds still (a running
-   * one re-reserves activation blocks as lengths vary and can lose the race
-   * for memory to the ranks under test); the supervisor's SIGKILL after the
-   * grace ends it */
-  assert_int_equal(kill(stale, SIGSTOP), 0);
-  wset(&c, "device.memory=%llu", mem);
-  wset(&c, "run.id=%s", run_id);
-  wset(&c, "batch.effective=%d", 8 * world);
-  wset(&c, "eval.every=0");
-  wset(&c, "data.long_fraction=0");
-  wset(&c, "train.steps=10");
-  int rc = wrun(&c, 120);
-  int st_stale;
-  pid_t w = waitpid(stale, &st_stale, WNOHANG);
-  if (w != stale) {
-    kill(stale, SIGKILL);
-    waitpid(stale, &st_stale, 0);
-    dump(&c);
+  snprintf(mem_set, sizeof mem_set, "device.memory=%llu", mem);
+  snprintf(rid_set, sizeof rid_set, "run.id=%s", run_id);
+  snprintf(dev, sizeof dev, "%s.%d", c->device, world - 1);
+  const char *stale_sets[] = {mem_set,
+                              rid_set,
+                              "model.n_layer=2",
+                              "model.n_embd=64",
+                              "data.long_fraction=0",
+                              "eval.every=0",
+                              "train.steps=1000000",
+                              "checkpoint.every=0",
+                              "world.size=1",
+                              NULL};
+  /* holding a training step's memory on that device, stopped */
+  pid_t stale = nw_case_stale_trainer(c, dev, stale_sets, one_total * 9 / 10);
+  nw_case_set(c, "%s", mem_set);
+  nw_case_set(c, "%s", rid_set);
+  nw_case_set(c, "batch.effective=%d", 8 * world);
+  nw_case_set(c, "eval.every=0");
+  nw_case_set(c, "data.long_fraction=0");
+  nw_case_set(c, "train.steps=10");
+  int rc = nw_case_run(c, NULL, 120);
+  if (nw_case_stale_exit(c, 15) < 0) {
+    nw_case_dump(c);
     fail_msg("the stale trainer %d was not stopped", (int)stale);
   }
-  check_recovered(&c, rc, "duplicate-process", 10);
-  json_t *ledger = nw_test_ledger_load(c.dir);
+  check_recovered(c, rc, "duplicate-process", 10);
+  json_t *ledger = nw_case_ledger(c);
   json_t *oom = nw_test_ledger_find(ledger, "oom", 0);
   assert_int_equal(nw_test_json_int(oom, "rank"), world - 1);
   json_t *kill_e = nw_test_ledger_find(ledger, "kill", 0);
@@ -340,7 +191,7 @@ static void dup_case(int world) {
       json_integer_value(json_array_get(json_object_get(kill_e, "pids"), 0)),
       stale);
   json_decref(ledger);
-  wcase_fini(&c);
+  nw_case_free(c);
 }
 
 static void test_duplicate_last_rank_of_two(void **state) {
@@ -353,53 +204,51 @@ static void test_duplicate_last_rank_of_four(void **state) {
   dup_case(4);
 }
 
-/* Waits until the run's rank 0 reports step >= step; fills the pids of the
- * ranks of the last start. 0, or -1 after timeout seconds. */
-static int wait_step(const wcase *c, int step, int *pids, double timeout) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/status.json", c->dir);
-  for (double end = nw_test_now() + timeout; nw_test_now() < end;
-       nw_test_sleep(0.05)) {
-    json_t *st = json_load_file(path, 0, NULL);
-    json_t *p = json_object_get(st, "trainer_pids");
-    int ok = st && nw_test_json_int(st, "step") >= step &&
-             json_array_size(p) == (size_t)c->world &&
-             !strcmp(nw_test_json_str(st, "state"), "running");
-    for (int r = 0; ok && r < c->world; r++)
-      pids[r] = (int)json_integer_value(json_array_get(p, (size_t)r));
-    json_decref(st);
-    if (ok)
-      return 0;
-  }
-  return -1;
+static void long_run_sets(nw_case *c, int steps) {
+  nw_case_set(c, "eval.every=0");
+  nw_case_set(c, "data.long_fraction=0");
+  nw_case_set(c, "train.steps=%d", steps);
 }
 
-static void long_run_sets(wcase *c, int steps) {
-  wset(c, "eval.every=0");
-  wset(c, "data.long_fraction=0");
-  wset(c, "train.steps=%d", steps);
+/* The step of the newest checkpoint in the run directory (a write in
+ * progress is a temporary until its rename makes it durable); -1 when there
+ * is none. */
+static int newest_checkpoint(const nw_case *c) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/checkpoints", c->dir);
+  DIR *d = opendir(path);
+  if (!d)
+    return -1;
+  int newest = -1, step, end;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (sscanf(e->d_name, "ckpt-%d.h5%n", &step, &end) == 1 &&
+        e->d_name[end] == '\0' && step > newest)
+      newest = step;
+  closedir(d);
+  return newest;
 }
 
 /* A rank killed from outside (the kernel's OOM killer, a crash): every rank
- * stops and the world restarts from the newest checkpoint. */
+ * stops and the world restarts from the newest checkpoint. Checkpoints are
+ * written in the background, so how many steps that is depends on timing;
+ * what the design guarantees is that nothing durable at the kill is lost:
+ * the resume is from that checkpoint or a newer one, and the run finishes
+ * its last step. */
 static void test_crash_one_rank(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "wcrash", 2);
-  long_run_sets(&c, 40);
-  pid_t sup = wstart(&c);
-  int pids[4];
-  if (wait_step(&c, 7, pids, 60) < 0) {
-    kill(sup, SIGKILL);
-    dump(&c);
-    fail_msg("no progress");
-  }
+  nw_case *c = world_case("wcrash", 2);
+  long_run_sets(c, 40);
+  nw_case_start(c, NULL);
+  int pids[2];
+  int reached = nw_case_wait_step(c, 7, 60, pids);
   assert_int_equal(kill(pids[1], SIGKILL), 0);
-  int rc = wwait(sup, 120);
+  int durable = newest_checkpoint(c);
+  int rc = nw_case_wait(c, 120);
   if (rc != 0)
-    dump(&c);
+    nw_case_dump(c);
   assert_int_equal(rc, 0);
-  json_t *a = nw_test_ledger_load(c.dir);
+  json_t *a = nw_case_ledger(c);
   json_t *crash = nw_test_ledger_find(a, "crash", 0);
   assert_non_null(crash);
   assert_int_equal(nw_test_json_int(crash, "rank"), 1);
@@ -407,91 +256,93 @@ static void test_crash_one_rank(void **state) {
   assert_non_null(nw_test_ledger_find(a, "recovery", 0));
   json_t *res = nw_test_ledger_find(a, "resumed", 0);
   assert_non_null(res);
-  /* from the newest checkpoint (every 5 steps): at most 5 steps again */
-  assert_true(nw_test_json_int(res, "steps_lost") <= 5);
+  int from = nw_test_json_int(res, "resumed_from");
+  printf("rank 1 killed at step %d or later, the newest checkpoint then "
+         "was step %d; resumed from step %d (failed at %d, %d steps lost)\n",
+         reached, durable, from, nw_test_json_int(res, "failed_step"),
+         nw_test_json_int(res, "steps_lost"));
+  /* from a checkpoint (every 5 steps; a peer's failure writes none), never
+   * one older than was durable when the rank died */
+  assert_int_equal(from % 5, 0);
+  assert_true(from >= durable);
+  assert_int_equal(nw_test_json_int(res, "steps_lost"),
+                   nw_test_json_int(res, "failed_step") - from);
   assert_int_equal(
       nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 40);
-  assert_nothing_left(&c, a);
+  nw_case_assert_nothing_left(c, a);
   json_decref(a);
-  wcase_fini(&c);
+  nw_case_free(c);
 }
 
 /* A rank that stops answering (SIGSTOP): no rank stays blocked; the hang is
  * seen, every rank is stopped and the world restarts. */
 static void test_hang_one_rank(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "whang", 2);
-  long_run_sets(&c, 30);
-  wset(&c, "supervisor.hang_timeout=3");
-  wset(&c, "supervisor.kill_grace=3");
-  pid_t sup = wstart(&c);
-  int pids[4];
-  if (wait_step(&c, 5, pids, 60) < 0) {
-    kill(sup, SIGKILL);
-    dump(&c);
-    fail_msg("no progress");
-  }
+  nw_case *c = world_case("whang", 2);
+  long_run_sets(c, 30);
+  nw_case_set(c, "supervisor.hang_timeout=3");
+  nw_case_set(c, "supervisor.kill_grace=3");
+  nw_case_start(c, NULL);
+  int pids[2];
+  nw_case_wait_step(c, 5, 60, pids);
   assert_int_equal(kill(pids[1], SIGSTOP), 0);
-  int rc = wwait(sup, 120);
+  int rc = nw_case_wait(c, 120);
   if (rc != 0)
-    dump(&c);
+    nw_case_dump(c);
   assert_int_equal(rc, 0);
-  json_t *a = nw_test_ledger_load(c.dir);
+  json_t *a = nw_case_ledger(c);
   assert_non_null(nw_test_ledger_find(a, "hang", 0));
   json_t *rec = nw_test_ledger_find(a, "recovery", 0);
   assert_non_null(rec);
   assert_string_equal(nw_test_json_str(rec, "cause"), "hang");
   assert_int_equal(
       nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 30);
-  assert_nothing_left(&c, a);
+  nw_case_assert_nothing_left(c, a);
   json_decref(a);
-  wcase_fini(&c);
+  nw_case_free(c);
 }
 
 /* SIGTERM to the supervisor: every rank stops at the same step boundary,
  * one stop checkpoint (rank 0's), exit 0, nothing left. */
 static void test_stop_all_ranks(void **state) {
   (void)state;
-  wcase c;
-  wcase_init(&c, "wstop", 2);
-  long_run_sets(&c, 1000000);
-  pid_t sup = wstart(&c);
-  int pids[4];
-  if (wait_step(&c, 3, pids, 60) < 0) {
-    kill(sup, SIGKILL);
-    dump(&c);
-    fail_msg("no progress");
-  }
-  assert_int_equal(kill(sup, SIGTERM), 0);
-  int rc = wwait(sup, 60);
+  nw_case *c = world_case("wstop", 2);
+  long_run_sets(c, 1000000);
+  nw_case_start(c, NULL);
+  int pids[2];
+  nw_case_wait_step(c, 3, 60, pids);
+  assert_int_equal(kill(c->sup, SIGTERM), 0);
+  int rc = nw_case_wait(c, 60);
   if (rc != 0)
-    dump(&c);
+    nw_case_dump(c);
   assert_int_equal(rc, 0);
-  json_t *a = nw_test_ledger_load(c.dir);
+  json_t *a = nw_case_ledger(c);
   json_t *stop = nw_test_ledger_find(a, "stop", 0);
   assert_non_null(stop);
   assert_true(json_is_true(json_object_get(stop, "checkpoint")));
   char ck[400];
-  snprintf(ck, sizeof ck, "%s/checkpoints/ckpt-%010d.h5", c.dir,
+  snprintf(ck, sizeof ck, "%s/checkpoints/ckpt-%010d.h5", c->dir,
            nw_test_json_int(stop, "step"));
   if (access(ck, F_OK) != 0)
     fail_msg("no stop checkpoint %s", ck);
-  assert_nothing_left(&c, a);
+  nw_case_assert_nothing_left(c, a);
   json_decref(a);
-  wcase_fini(&c);
+  nw_case_free(c);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_activation_two_ranks),
-      cmocka_unit_test(test_sequence_length_one_rank),
-      cmocka_unit_test(test_eval_cache_rank0),
-      cmocka_unit_test(test_duplicate_last_rank_of_two),
-      cmocka_unit_test(test_duplicate_last_rank_of_four),
-      cmocka_unit_test(test_crash_one_rank),
-      cmocka_unit_test(test_hang_one_rank),
-      cmocka_unit_test(test_stop_all_ranks),
+      cmocka_unit_test_teardown(test_activation_two_ranks, nw_case_teardown),
+      cmocka_unit_test_teardown(test_sequence_length_one_rank,
+                                nw_case_teardown),
+      cmocka_unit_test_teardown(test_eval_cache_rank0, nw_case_teardown),
+      cmocka_unit_test_teardown(test_duplicate_last_rank_of_two,
+                                nw_case_teardown),
+      cmocka_unit_test_teardown(test_duplicate_last_rank_of_four,
+                                nw_case_teardown),
+      cmocka_unit_test_teardown(test_crash_one_rank, nw_case_teardown),
+      cmocka_unit_test_teardown(test_hang_one_rank, nw_case_teardown),
+      cmocka_unit_test_teardown(test_stop_all_ranks, nw_case_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
