@@ -117,117 +117,139 @@ const char *nw_test_http_header(const nw_test_http_request *r, const char *name,
   return NULL;
 }
 
+/* A connection's bytes received and not yet taken. */
+typedef struct {
+  char *buf;
+  size_t cap, len;
+} nw__rbuf;
+
+/* Receives more into b (growing it to hold want bytes); 0, or -1 at stop,
+ * end of stream or error. */
+static int nw__recv_more(nw_test_http *s, int fd, nw__rbuf *b, size_t want) {
+  if (want > b->cap) {
+    b->cap = want;
+    if (!(b->buf = realloc(b->buf, b->cap)))
+      nw__die("realloc");
+  }
+  if (!nw__wait(s, fd, -1))
+    return -1;
+  ssize_t r = recv(fd, b->buf + b->len, b->cap - b->len, 0);
+  if (r <= 0)
+    return -1;
+  b->len += (size_t)r;
+  return 0;
+}
+
+/* The next request of the connection (its bytes taken from b), or NULL at
+ * stop or when the client is gone. */
+static nw_test_http_request *nw__read_request(nw_test_http *s, int fd,
+                                              nw__rbuf *b) {
+  char *end; /* the request line and headers */
+  while (!(end = memmem(b->buf, b->len, "\r\n\r\n", 4)))
+    if (nw__recv_more(s, fd, b, b->len + 4096 > b->cap ? b->cap * 2 : 0) < 0)
+      return NULL;
+  nw_test_http_request *q = calloc(1, sizeof *q);
+  if (!q)
+    nw__die("calloc");
+  size_t hlen = (size_t)(end - b->buf) + 4;
+  const char *line_end = memmem(b->buf, hlen, "\r\n", 2);
+  sscanf(b->buf, "%15s %2047s", q->method, q->path);
+  size_t hstart = (size_t)(line_end - b->buf) + 2;
+  snprintf(q->headers, sizeof q->headers, "%.*s", (int)(hlen - 2 - hstart),
+           b->buf + hstart);
+  char v[64];
+  size_t clen = 0;
+  if (nw_test_http_header(q, "Content-Length", v, sizeof v))
+    clen = strtoul(v, NULL, 10);
+  if (nw_test_http_header(q, "Expect", v, sizeof v) &&
+      strcasecmp(v, "100-continue") == 0 &&
+      nw__write_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+    free(q);
+    return NULL;
+  }
+  while (b->len < hlen + clen) /* the body */
+    if (nw__recv_more(s, fd, b, hlen + clen) < 0) {
+      free(q);
+      return NULL;
+    }
+  if (!(q->body = malloc(clen + 1)))
+    nw__die("malloc");
+  memcpy(q->body, b->buf + hlen, clen);
+  q->body[clen] = 0;
+  q->body_len = clen;
+  q->t = nw_test_now();
+  memmove(b->buf, b->buf + hlen + clen, b->len - hlen - clen);
+  b->len -= hlen + clen;
+  return q;
+}
+
+/* Keeps q in the record (or frees it, beyond the record's size) and
+ * returns the scripted reply of its index. */
+static nw_test_http_reply nw__record(nw_test_http *s, nw_test_http_request *q) {
+  nw_test_http_reply rep = {0};
+  pthread_mutex_lock(&s->mu);
+  int i = s->n_reqs;
+  if (i < NW_TEST_HTTP_MAX_REQUESTS) {
+    s->reqs[i] = q;
+    s->n_reqs++;
+    q = NULL;
+  }
+  int k = i - s->script_base;
+  if (s->n_script > 0)
+    rep = s->script[k < s->n_script ? k : s->n_script - 1];
+  pthread_mutex_unlock(&s->mu);
+  if (q) { /* beyond the record's size: answered, not kept */
+    free(q->body);
+    free(q);
+  }
+  return rep;
+}
+
+/* Answers as rep says: 0 to go on with the connection, -1 to close it. */
+static int nw__answer(nw_test_http *s, int fd, const nw_test_http_reply *rep) {
+  if (rep->delay > 0)
+    nw__wait(s, -1, rep->delay); /* ends early at stop */
+  struct pollfd stop = {s->wake[0], POLLIN, 0};
+  if (poll(&stop, 1, 0) > 0 || rep->mode == NW_TEST_HTTP_CLOSE)
+    return -1;
+  if (rep->mode == NW_TEST_HTTP_NEVER) {
+    /* until stop, or until the client gives up and hangs up */
+    while (nw__wait(s, fd, -1)) {
+      char junk[512];
+      if (recv(fd, junk, sizeof junk, 0) <= 0)
+        break;
+    }
+    return -1;
+  }
+  int status = rep->status ? rep->status : 200;
+  const char *body = rep->body ? rep->body : "ok";
+  char head[1024];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\n%s\r\n",
+                   status, nw__reason(status), strlen(body),
+                   rep->headers ? rep->headers : "");
+  if (nw__write_all(fd, head, (size_t)n) < 0 ||
+      nw__write_all(fd, body, strlen(body)) < 0)
+    return -1;
+  return 0;
+}
+
 static void *nw__conn_main(void *arg) {
   nw__conn c = *(nw__conn *)arg;
   free(arg);
-  nw_test_http *s = c.s;
-  size_t cap = 16384, len = 0;
-  char *buf = malloc(cap);
-  if (!buf)
+  nw__rbuf b = {malloc(16384), 16384, 0};
+  if (!b.buf)
     nw__die("malloc");
   for (;;) {
-    /* the request line and headers */
-    char *end;
-    while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
-      if (len + 4096 > cap && !(buf = realloc(buf, cap *= 2)))
-        nw__die("realloc");
-      if (!nw__wait(s, c.fd, -1))
-        goto out;
-      ssize_t r = recv(c.fd, buf + len, cap - len, 0);
-      if (r <= 0)
-        goto out;
-      len += (size_t)r;
-    }
-    nw_test_http_request *q = calloc(1, sizeof *q);
+    nw_test_http_request *q = nw__read_request(c.s, c.fd, &b);
     if (!q)
-      nw__die("calloc");
-    size_t hlen = (size_t)(end - buf) + 4;
-    const char *line_end = memmem(buf, hlen, "\r\n", 2);
-    sscanf(buf, "%15s %2047s", q->method, q->path);
-    size_t hstart = (size_t)(line_end - buf) + 2;
-    snprintf(q->headers, sizeof q->headers, "%.*s", (int)(hlen - 2 - hstart),
-             buf + hstart);
-    char v[64];
-    size_t clen = 0;
-    if (nw_test_http_header(q, "Content-Length", v, sizeof v))
-      clen = strtoul(v, NULL, 10);
-    if (nw_test_http_header(q, "Expect", v, sizeof v) &&
-        strcasecmp(v, "100-continue") == 0 &&
-        nw__write_all(c.fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
-      free(q);
-      goto out;
-    }
-    /* the body */
-    while (len < hlen + clen) {
-      if (hlen + clen > cap && !(buf = realloc(buf, cap = hlen + clen)))
-        nw__die("realloc");
-      if (!nw__wait(s, c.fd, -1)) {
-        free(q);
-        goto out;
-      }
-      ssize_t r = recv(c.fd, buf + len, cap - len, 0);
-      if (r <= 0) {
-        free(q);
-        goto out;
-      }
-      len += (size_t)r;
-    }
-    if (!(q->body = malloc(clen + 1)))
-      nw__die("malloc");
-    memcpy(q->body, buf + hlen, clen);
-    q->body[clen] = 0;
-    q->body_len = clen;
-    q->t = nw_test_now();
-    memmove(buf, buf + hlen + clen, len - hlen - clen);
-    len -= hlen + clen;
-
-    nw_test_http_reply rep = {0};
-    pthread_mutex_lock(&s->mu);
-    int i = s->n_reqs;
-    if (i < NW_TEST_HTTP_MAX_REQUESTS) {
-      s->reqs[i] = q;
-      s->n_reqs++;
-      q = NULL;
-    }
-    int k = i - s->script_base;
-    if (s->n_script > 0)
-      rep = s->script[k < s->n_script ? k : s->n_script - 1];
-    pthread_mutex_unlock(&s->mu);
-    if (q) { /* beyond the record's size: answered, not kept */
-      free(q->body);
-      free(q);
-    }
-
-    if (rep.delay > 0)
-      nw__wait(s, -1, rep.delay); /* ends early at stop */
-    struct pollfd stop = {s->wake[0], POLLIN, 0};
-    if (poll(&stop, 1, 0) > 0)
-      goto out;
-    if (rep.mode == NW_TEST_HTTP_CLOSE)
-      goto out;
-    if (rep.mode == NW_TEST_HTTP_NEVER) {
-      /* until stop, or until the client gives up and hangs up */
-      while (nw__wait(s, c.fd, -1)) {
-        char junk[512];
-        if (recv(c.fd, junk, sizeof junk, 0) <= 0)
-          break;
-      }
-      goto out;
-    }
-    int status = rep.status ? rep.status : 200;
-    const char *body = rep.body ? rep.body : "ok";
-    char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\n%s\r\n",
-                     status, nw__reason(status), strlen(body),
-                     rep.headers ? rep.headers : "");
-    if (nw__write_all(c.fd, head, (size_t)n) < 0 ||
-        nw__write_all(c.fd, body, strlen(body)) < 0)
-      goto out;
+      break;
+    nw_test_http_reply rep = nw__record(c.s, q);
+    if (nw__answer(c.s, c.fd, &rep) < 0)
+      break;
   }
-out:
-  free(buf);
+  free(b.buf);
   close(c.fd);
   return NULL;
 }

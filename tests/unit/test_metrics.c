@@ -181,12 +181,103 @@ static void check_labels(const char *s, const char *line) {
   }
 }
 
+/* The families seen so far: TYPE and HELP lines, families whose samples
+ * were read, and the family being read. */
+typedef struct {
+  char typed[MAX_SAMPLES][96], helped[MAX_SAMPLES][96], done[MAX_SAMPLES][96];
+  int ntyped, nhelped, ndone;
+  char current[96];
+} families;
+
+static int listed(char (*names)[96], int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(names[i], name))
+      return 1;
+  return 0;
+}
+
+/* A "# HELP" or "# TYPE" line (any other comment is fine). */
+static void check_comment(families *f, const char *line) {
+  char kind[8], name[96];
+  int used = 0;
+  if (sscanf(line, "# %7s %95s %n", kind, name, &used) < 2)
+    return; /* a plain comment */
+  if (strcmp(kind, "HELP") && strcmp(kind, "TYPE"))
+    return;
+  char anchored[64];
+  snprintf(anchored, sizeof anchored, "^%s$", NAME_RE);
+  if (!full_match(anchored, name))
+    fail_msg("bad metric name in: %s", line);
+  if (!strcmp(kind, "TYPE")) {
+    const char *type = line + used;
+    if (!full_match("^(counter|gauge|histogram|summary|untyped)$", type))
+      fail_msg("bad type in: %s", line);
+    if (!strcmp(type, "counter") && !full_match("_total$", name))
+      fail_msg("a counter without _total: %s", line);
+    if (listed(f->typed, f->ntyped, name))
+      fail_msg("second TYPE for %s", name);
+    if (listed(f->done, f->ndone, name))
+      fail_msg("TYPE after samples of %s", name);
+    snprintf(f->typed[f->ntyped++], 96, "%s", name);
+  } else {
+    if (listed(f->helped, f->nhelped, name))
+      fail_msg("second HELP for %s", name);
+    if (!line[used])
+      fail_msg("empty HELP for %s", name);
+    snprintf(f->helped[f->nhelped++], 96, "%s", name);
+  }
+}
+
+/* A sample line: name, optional {labels}, one space, value; no timestamp
+ * (the textfile collector refuses them). Into out as sample out->n. */
+static void check_sample(families *f, const char *line, samples *out) {
+  assert_true(out->n < MAX_SAMPLES);
+  int i = out->n;
+  size_t nlen = strcspn(line, "{ ");
+  assert_true(nlen > 0 && nlen < sizeof out->name[i]);
+  memcpy(out->name[i], line, nlen);
+  out->name[i][nlen] = 0;
+  char anchored[64];
+  snprintf(anchored, sizeof anchored, "^%s$", NAME_RE);
+  if (!full_match(anchored, out->name[i]))
+    fail_msg("bad metric name in: %s", line);
+  const char *p = line + nlen;
+  out->labels[i][0] = 0;
+  if (*p == '{') {
+    /* the closing brace: the last '}' before the value */
+    const char *close = strrchr(p, '}');
+    if (!close)
+      fail_msg("unclosed labels: %s", line);
+    size_t llen = (size_t)(close - p - 1);
+    assert_true(llen < sizeof out->labels[i]);
+    memcpy(out->labels[i], p + 1, llen);
+    out->labels[i][llen] = 0;
+    check_labels(out->labels[i], line);
+    p = close + 1;
+  }
+  if (*p != ' ')
+    fail_msg("no space before the value: %s", line);
+  p++;
+  if (!full_match(FLOAT_RE, p))
+    fail_msg("bad value '%s' in: %s", p, line);
+  out->value[i] = !strcmp(p, "NaN") ? 0.0 / 0.0 : strtod(p, NULL);
+  /* a family: TYPE (and HELP) first; its samples in one block */
+  if (!listed(f->typed, f->ntyped, out->name[i]))
+    fail_msg("sample before its TYPE: %s", line);
+  if (strcmp(f->current, out->name[i])) {
+    if (listed(f->done, f->ndone, out->name[i]))
+      fail_msg("family %s split in two", out->name[i]);
+    snprintf(f->done[f->ndone++], 96, "%s", out->name[i]);
+    snprintf(f->current, sizeof f->current, "%s", out->name[i]);
+  }
+  out->n++;
+}
+
 /* Every line of text, by the text format 0.0.4 rules; the samples into
  * out. */
 static void check_exposition(const char *text, samples *out) {
-  char typed[MAX_SAMPLES][96], helped[MAX_SAMPLES][96], done[MAX_SAMPLES][96];
-  int ntyped = 0, nhelped = 0, ndone = 0;
-  char current[96] = ""; /* the family whose samples are being read */
+  families *f = calloc(1, sizeof *f);
+  assert_non_null(f);
   out->n = 0;
   size_t len = strlen(text);
   assert_true(len > 0);
@@ -195,88 +286,13 @@ static void check_exposition(const char *text, samples *out) {
   assert_non_null(copy);
   for (char *line = strtok_r(copy, "\n", &save); line;
        line = strtok_r(NULL, "\n", &save)) {
-    if (line[0] == '#') {
-      char kind[8], name[96];
-      int used = 0;
-      if (sscanf(line, "# %7s %95s %n", kind, name, &used) < 2)
-        continue; /* a plain comment */
-      if (strcmp(kind, "HELP") && strcmp(kind, "TYPE"))
-        continue;
-      char anchored[64];
-      snprintf(anchored, sizeof anchored, "^%s$", NAME_RE);
-      if (!full_match(anchored, name))
-        fail_msg("bad metric name in: %s", line);
-      if (!strcmp(kind, "TYPE")) {
-        const char *type = line + used;
-        if (!full_match("^(counter|gauge|histogram|summary|untyped)$", type))
-          fail_msg("bad type in: %s", line);
-        if (!strcmp(type, "counter") && !full_match("_total$", name))
-          fail_msg("a counter without _total: %s", line);
-        for (int i = 0; i < ntyped; i++)
-          if (!strcmp(typed[i], name))
-            fail_msg("second TYPE for %s", name);
-        for (int i = 0; i < ndone; i++)
-          if (!strcmp(done[i], name))
-            fail_msg("TYPE after samples of %s", name);
-        snprintf(typed[ntyped++], 96, "%s", name);
-      } else {
-        for (int i = 0; i < nhelped; i++)
-          if (!strcmp(helped[i], name))
-            fail_msg("second HELP for %s", name);
-        if (!line[used])
-          fail_msg("empty HELP for %s", name);
-        snprintf(helped[nhelped++], 96, "%s", name);
-      }
-      continue;
-    }
-    assert_true(out->n < MAX_SAMPLES);
-    int i = out->n;
-    /* name, optional {labels}, one space, value; no timestamp (the
-     * textfile collector refuses them) */
-    size_t nlen = strcspn(line, "{ ");
-    assert_true(nlen > 0 && nlen < sizeof out->name[i]);
-    memcpy(out->name[i], line, nlen);
-    out->name[i][nlen] = 0;
-    char anchored[64];
-    snprintf(anchored, sizeof anchored, "^%s$", NAME_RE);
-    if (!full_match(anchored, out->name[i]))
-      fail_msg("bad metric name in: %s", line);
-    const char *p = line + nlen;
-    out->labels[i][0] = 0;
-    if (*p == '{') {
-      /* the closing brace: the last '}' before the value */
-      const char *close = strrchr(p, '}');
-      if (!close)
-        fail_msg("unclosed labels: %s", line);
-      size_t llen = (size_t)(close - p - 1);
-      assert_true(llen < sizeof out->labels[i]);
-      memcpy(out->labels[i], p + 1, llen);
-      out->labels[i][llen] = 0;
-      check_labels(out->labels[i], line);
-      p = close + 1;
-    }
-    if (*p != ' ')
-      fail_msg("no space before the value: %s", line);
-    p++;
-    if (!full_match(FLOAT_RE, p))
-      fail_msg("bad value '%s' in: %s", p, line);
-    out->value[i] = !strcmp(p, "NaN") ? 0.0 / 0.0 : strtod(p, NULL);
-    /* a family: TYPE (and HELP) first; its samples in one block */
-    int has_type = 0;
-    for (int k = 0; k < ntyped; k++)
-      has_type |= !strcmp(typed[k], out->name[i]);
-    if (!has_type)
-      fail_msg("sample before its TYPE: %s", line);
-    if (strcmp(current, out->name[i])) {
-      for (int k = 0; k < ndone; k++)
-        if (!strcmp(done[k], out->name[i]))
-          fail_msg("family %s split in two", out->name[i]);
-      snprintf(done[ndone++], 96, "%s", out->name[i]);
-      snprintf(current, sizeof current, "%s", out->name[i]);
-    }
-    out->n++;
+    if (line[0] == '#')
+      check_comment(f, line);
+    else
+      check_sample(f, line, out);
   }
   free(copy);
+  free(f);
 }
 
 /* The value of name with exactly these labels; fails when absent. */

@@ -571,6 +571,58 @@ static void test_tensor_table(void **state) {
 
 /* ------------------------------------------------------ 5. NW_ENOMEM */
 
+/* After a refused allocation: every transient category empty, only the
+ * parameters and gradients live (base bytes), the parameters as they were
+ * and the gradients zero. */
+static void expect_unwound(fixture *f, uint64_t base, const float *params,
+                           const float *zeros, size_t np) {
+  nw_mem_stats st;
+  nw_mem_stats_get(f->mem, &st);
+  assert_int_equal(st.live[NW_MEM_ACTIVATIONS], 0);
+  assert_int_equal(st.live[NW_MEM_ATTENTION], 0);
+  assert_int_equal(st.live[NW_MEM_WORKSPACE], 0);
+  assert_int_equal(st.live[NW_MEM_DATA], 0);
+  assert_int_equal(st.live_total, base);
+  assert_true(st.failed_request > 0);
+  assert_memory_equal(nw_model_params(f->model), params, np * sizeof(float));
+  assert_memory_equal(nw_model_grads(f->model), zeros, np * sizeof(float));
+}
+
+/* At the smallest cap (k 0) a kv-cache that does not fit is refused
+ * cleanly; at the largest (k 15) a larger cache that does not fit keeps the
+ * one that is there. */
+static void expect_kv_refused(fixture *f, int k) {
+  if (k == 0) {
+    assert_int_equal(nw_model_kv_alloc(f->model, 64, mid_cfg.max_seq_len),
+                     NW_ENOMEM);
+    assert_int_equal(nw_model_kv_bytes(f->model), 0);
+  }
+  if (k == 15) {
+    assert_int_equal(nw_model_kv_alloc(f->model, 1, 4), 0);
+    size_t kvb = nw_model_kv_bytes(f->model);
+    assert_int_equal(nw_model_kv_alloc(f->model, 64, mid_cfg.max_seq_len),
+                     NW_ENOMEM);
+    assert_int_equal(nw_model_kv_bytes(f->model), kvb);
+    nw_model_kv_free(f->model);
+  }
+}
+
+/* Parameters that do not fit (half of base): create fails and leaks
+ * nothing. */
+static void expect_create_refused(uint64_t base) {
+  nw_mem *mem;
+  nw_mem_stats st;
+  static char sentinel; /* any non-NULL value: create must reset it */
+  nw_model *m = (nw_model *)(void *)&sentinel;
+  assert_int_equal(nw_mem_create(&mem, base / 2), 0);
+  assert_int_equal(nw_model_create(&m, &mid_cfg, &nw_backend_cpu, mem, 1),
+                   NW_ENOMEM);
+  assert_null(m);
+  nw_mem_stats_get(mem, &st);
+  assert_int_equal(st.live_total, 0);
+  nw_mem_destroy(mem);
+}
+
 static void test_enomem_unwinds(void **state) {
   (void)state;
   rng_state = 55;
@@ -611,31 +663,9 @@ static void test_enomem_unwinds(void **state) {
         continue; /* evaluation needs less; it may fit */
       assert_int_equal(rc, NW_ENOMEM);
       fails++;
-      nw_mem_stats_get(f.mem, &st);
-      assert_int_equal(st.live[NW_MEM_ACTIVATIONS], 0);
-      assert_int_equal(st.live[NW_MEM_ATTENTION], 0);
-      assert_int_equal(st.live[NW_MEM_WORKSPACE], 0);
-      assert_int_equal(st.live[NW_MEM_DATA], 0);
-      assert_int_equal(st.live_total, base);
-      assert_true(st.failed_request > 0);
-      assert_memory_equal(nw_model_params(f.model), params, np * sizeof(float));
-      assert_memory_equal(nw_model_grads(f.model), zeros, np * sizeof(float));
+      expect_unwound(&f, base, params, zeros, np);
     }
-    /* a kv-cache that does not fit is refused cleanly too */
-    if (k == 0) {
-      assert_int_equal(nw_model_kv_alloc(f.model, 64, mid_cfg.max_seq_len),
-                       NW_ENOMEM);
-      assert_int_equal(nw_model_kv_bytes(f.model), 0);
-    }
-    /* a larger cache that does not fit keeps the one that is there */
-    if (k == 15) {
-      assert_int_equal(nw_model_kv_alloc(f.model, 1, 4), 0);
-      size_t kvb = nw_model_kv_bytes(f.model);
-      assert_int_equal(nw_model_kv_alloc(f.model, 64, mid_cfg.max_seq_len),
-                       NW_ENOMEM);
-      assert_int_equal(nw_model_kv_bytes(f.model), kvb);
-      nw_model_kv_free(f.model);
-    }
+    expect_kv_refused(&f, k);
     fixture_free(&f);
   }
   assert_true(fails >= 16);
@@ -645,18 +675,7 @@ static void test_enomem_unwinds(void **state) {
       nw_model_forward_backward(f.model, inputs, targets, B, T, 1.0f, &loss),
       0);
   fixture_free(&f);
-
-  /* parameters that do not fit: create fails and leaks nothing */
-  nw_mem *mem;
-  static char sentinel; /* any non-NULL value: create must reset it */
-  nw_model *m = (nw_model *)(void *)&sentinel;
-  assert_int_equal(nw_mem_create(&mem, base / 2), 0);
-  assert_int_equal(nw_model_create(&m, &mid_cfg, &nw_backend_cpu, mem, 1),
-                   NW_ENOMEM);
-  assert_null(m);
-  nw_mem_stats_get(mem, &st);
-  assert_int_equal(st.live_total, 0);
-  nw_mem_destroy(mem);
+  expect_create_refused(base);
   free(params);
   free(zeros);
 }

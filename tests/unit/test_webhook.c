@@ -113,25 +113,10 @@ static const nw_test_http_request *by_path(nw_test_http *s, const char *p) {
   return NULL;
 }
 
-static void test_formats(void **state) {
-  (void)state;
-  nw_test_http *s = nw_test_http_start();
-  int port = nw_test_http_port(s);
-  nw_alert_config c = config();
-  add_hook(&c, "chat", port, "/slack", NW_ALERT_SLACK);
-  add_hook(&c, "disc", port, "/discord", NW_ALERT_DISCORD);
-  add_hook(&c, "pager", port, "/json?x=1", NW_ALERT_JSON);
-  nw_alerter *a = start(&c);
-  char d[256];
-  nw_alerter_describe(a, "recovery", d, sizeof d);
+/* Three outcomes of recovery(1), one per hook, each delivered at the first
+ * attempt; then nothing waits. */
+static void expect_three_delivered(nw_alerter *a, int port) {
   char want[256];
-  snprintf(want, sizeof want,
-           "queued for chat (127.0.0.1:%d), disc (127.0.0.1:%d), pager "
-           "(127.0.0.1:%d)",
-           port, port, port);
-  assert_string_equal(d, want);
-  json_t *e = recovery(1);
-  assert_int_equal(nw_alerter_post(a, e), 3);
   int delivered = 0;
   for (int i = 0; i < 3; i++) {
     json_t *o = next_outcome(a, 10);
@@ -157,8 +142,10 @@ static void test_formats(void **state) {
   assert_null(nw_alerter_take(a));
   struct pollfd p = {nw_alerter_fd(a), POLLIN, 0};
   assert_int_equal(poll(&p, 1, 0), 0); /* nothing waits: not readable */
-  assert_int_equal(nw_test_http_count(s), 3);
+}
 
+/* What each format's receiver got for entry e. */
+static void expect_bodies(nw_test_http *s, json_t *e) {
   char v[256];
   const nw_test_http_request *r = by_path(s, "/slack");
   assert_string_equal(r->method, "POST");
@@ -199,6 +186,30 @@ static void test_formats(void **state) {
   gethostname(host, sizeof host);
   assert_string_equal(ostr(b, "host"), host);
   json_decref(b);
+}
+
+static void test_formats(void **state) {
+  (void)state;
+  nw_test_http *s = nw_test_http_start();
+  int port = nw_test_http_port(s);
+  nw_alert_config c = config();
+  add_hook(&c, "chat", port, "/slack", NW_ALERT_SLACK);
+  add_hook(&c, "disc", port, "/discord", NW_ALERT_DISCORD);
+  add_hook(&c, "pager", port, "/json?x=1", NW_ALERT_JSON);
+  nw_alerter *a = start(&c);
+  char d[256];
+  nw_alerter_describe(a, "recovery", d, sizeof d);
+  char want[256];
+  snprintf(want, sizeof want,
+           "queued for chat (127.0.0.1:%d), disc (127.0.0.1:%d), pager "
+           "(127.0.0.1:%d)",
+           port, port, port);
+  assert_string_equal(d, want);
+  json_t *e = recovery(1);
+  assert_int_equal(nw_alerter_post(a, e), 3);
+  expect_three_delivered(a, port);
+  assert_int_equal(nw_test_http_count(s), 3);
+  expect_bodies(s, e);
   json_decref(e);
 
   /* events: finish is not the default; a start entry never an alert */

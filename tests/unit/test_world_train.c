@@ -300,13 +300,9 @@ static uint64_t sum_bytes(const uint64_t *b) {
   return t;
 }
 
-/* An evaluation-forward OOM, which only rank 0 can have (it alone
- * evaluates): rank 0 writes its report and the emergency checkpoint and
- * exits 75; rank 1, waiting at the evaluation's barrier, exits 76 at once,
- * with neither. The device fits training and not a validation batch of 128
- * (the arithmetic of test_oom's eval-forward case). */
-static void test_oom_on_one_rank(void **state) {
-  (void)state;
+/* A device that fits training of the 1-layer model and not a validation
+ * batch of 128 (the arithmetic of test_oom's eval-forward case). */
+static double eval_oom_cap(void) {
   nw_config cfg;
   nw_config_defaults(&cfg);
   cfg.data.long_fraction = 0;
@@ -322,7 +318,40 @@ static void test_oom_on_one_rank(void **state) {
   double train_peak = (double)(pg + opt + sum_bytes(all_hi));
   double cap = (train_peak + pg + opt + sum_bytes(eval_lo)) / 2.0;
   assert_true(train_peak < cap);
+  return cap;
+}
 
+/* Rank 0's report of an eval-forward OOM at step 3 with its emergency
+ * checkpoint, and nothing from rank 1. */
+static void expect_rank0_report(const world_run *w, const char *dev) {
+  char path[512], err[512];
+  nw_oom_report rep;
+  nw_oom_report_path(w->dir, 0, 2, path, sizeof path);
+  if (nw_oom_report_read(path, &rep, err, sizeof err) < 0)
+    fail_msg("%s", err);
+  assert_int_equal(rep.phase, NW_PHASE_EVAL_FORWARD);
+  assert_int_equal(rep.step, 3);
+  assert_int_equal(rep.set.world, 2);
+  assert_int_equal(rep.emergency_checkpoint, 1);
+  char want_dev[128];
+  snprintf(want_dev, sizeof want_dev, "cpu:%s.0", dev);
+  assert_string_equal(rep.device, want_dev);
+  nw_oom_report_path(w->dir, 1, 2, path, sizeof path);
+  assert_int_not_equal(access(path, F_OK), 0); /* the peer wrote none */
+  nw_ckpt_state st;
+  read_ckpt(w->dir, 3, &st); /* the emergency checkpoint loads */
+  assert_int_equal(st.step, 3);
+  nw_ckpt_free(&st);
+  assert_int_equal(count_checkpoints(w->dir), 2); /* step 2, step 3 */
+}
+
+/* An evaluation-forward OOM, which only rank 0 can have (it alone
+ * evaluates): rank 0 writes its report and the emergency checkpoint and
+ * exits 75; rank 1, waiting at the evaluation's barrier, exits 76 at once,
+ * with neither. */
+static void test_oom_on_one_rank(void **state) {
+  (void)state;
+  double cap = eval_oom_cap();
   world_run w;
   world_init(&w, "nwwt-oom");
   char dev[96], devset[128], mem[64];
@@ -365,26 +394,7 @@ static void test_oom_on_one_rank(void **state) {
   expect_codes(&w, codes);
   /* woken by the abort, not by its 60 s deadline */
   assert_true(w.end[1] - w.end[0] < 10);
-
-  char path[512], err[512];
-  nw_oom_report rep;
-  nw_oom_report_path(w.dir, 0, 2, path, sizeof path);
-  if (nw_oom_report_read(path, &rep, err, sizeof err) < 0)
-    fail_msg("%s", err);
-  assert_int_equal(rep.phase, NW_PHASE_EVAL_FORWARD);
-  assert_int_equal(rep.step, 3);
-  assert_int_equal(rep.set.world, 2);
-  assert_int_equal(rep.emergency_checkpoint, 1);
-  char want_dev[128];
-  snprintf(want_dev, sizeof want_dev, "cpu:%s.0", dev);
-  assert_string_equal(rep.device, want_dev);
-  nw_oom_report_path(w.dir, 1, 2, path, sizeof path);
-  assert_int_not_equal(access(path, F_OK), 0); /* the peer wrote none */
-  nw_ckpt_state st;
-  read_ckpt(w.dir, 3, &st); /* the emergency checkpoint loads */
-  assert_int_equal(st.step, 3);
-  nw_ckpt_free(&st);
-  assert_int_equal(count_checkpoints(w.dir), 2); /* step 2, step 3 */
+  expect_rank0_report(&w, dev);
   for (int r = 0; r < 2; r++) {
     char name[128];
     snprintf(name, sizeof name, "%s.%d", dev, r);

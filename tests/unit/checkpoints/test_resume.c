@@ -135,7 +135,7 @@ static void test_exact_resume_after_sigkill(void **state) {
   assert_true(trainer_wait_line(&p, "\"event\":\"finish\"", -1));
   assert_int_equal(trainer_finish(&p), 0);
 
-  srand((unsigned)getpid());
+  srand(nw_test_seed("test_exact_resume_after_sigkill"));
   int kill_at = 5 + rand() % 30;
   trainer_start(&p, b, run);
   assert_true(trainer_wait_line(&p, "\"event\":\"step\"", kill_at));

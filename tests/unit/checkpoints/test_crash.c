@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -84,7 +83,8 @@ static void test_sigkill_during_writes(void **state) {
   (void)state;
   char dir[256];
   nw_test_tmpdir(dir, sizeof dir, "crash");
-  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  /* where each kill lands: printed, and NW_TEST_SEED replays the choices */
+  srand(nw_test_seed("test_sigkill_during_writes"));
   long long last_step = -1;
   int tmp_seen = 0, advanced = 0;
   for (int k = 0; k < KILLS; k++) {
