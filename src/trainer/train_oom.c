@@ -9,43 +9,46 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "device/device.h"
-#include "device/gpu_procs.h"
+#include "device/procs.h"
 #include "trainer/train.h"
 
-/* The card as NVML sees it: every process with its memory (this one left
- * out), or, without NVML, a line saying why none are listed. */
-static void nw_fill_gpu_procs(const nw_trainer *t, nw_oom_report *r) {
-  (void)t;
+/* The other processes holding this trainer's device (device/procs.h: NVML
+ * on a GPU, the process table on the virtual device), this one left out;
+ * when they cannot be listed, a note in the report says why and the
+ * classifier has only this process's own numbers. */
+static void nw_fill_holders(const nw_device_ref *dev, nw_oom_report *r) {
+  nw_holders hs;
+  if (nw_holders_list(dev, &hs) < 0)
+    nw_warn("OOM report: no process list: %s", hs.note);
+  snprintf(r->device_note, sizeof r->device_note, "%s", hs.note);
+  if (!dev->gpu && hs.capacity) {
+    r->device_used = hs.used;
+    r->device_capacity = hs.capacity;
+  }
+  for (int i = 0; i < hs.n && r->n_procs < NW_OOM_MAX_PROCS; i++) {
+    if (hs.h[i].self)
+      continue;
+    nw_device_proc *dp = &r->procs[r->n_procs++];
+    dp->pid = hs.h[i].pid;
+    dp->uid = hs.h[i].uid < 0 ? (unsigned)-1 : (unsigned)hs.h[i].uid;
+    snprintf(dp->run_id, sizeof dp->run_id, "%s", hs.h[i].run_id);
+    dp->bytes = hs.h[i].bytes;
+  }
+}
+
+/* The card as the CUDA runtime names it and counts its memory; NVML, asked
+ * by PCI bus id (the one name both agree on), lists its processes. */
+static void nw_fill_gpu(nw_oom_report *r) {
   uint64_t used = 0, cap = 0;
   if (nw_device_usage(&used, &cap) == 0) {
     r->device_used = used;
     r->device_capacity = cap;
   }
-  char desc[sizeof r->device] = "", bus[32] = "", err[sizeof r->device_note];
+  char desc[sizeof r->device] = "", bus[32] = "";
   nw_device_describe(desc, sizeof desc, bus, sizeof bus);
   snprintf(r->device, sizeof r->device, "%s", desc[0] ? desc : "cuda:0");
-  nw_gpu_proc procs[NW_OOM_MAX_PROCS];
-  int n = 0;
-  int rc = nw_gpu_list_processes(bus, procs, NW_OOM_MAX_PROCS, &n, NULL, NULL,
-                                 err, sizeof err);
-  if (rc < 0) {
-    /* the classifier then has only this process's own numbers */
-    snprintf(r->device_note, sizeof r->device_note, "%s", err);
-    nw_warn("OOM report: no process list: %s", err);
-    return;
-  }
-  if (n > NW_OOM_MAX_PROCS)
-    n = NW_OOM_MAX_PROCS;
-  int self = (int)getpid();
-  for (int i = 0; i < n; i++) {
-    if (procs[i].pid == self)
-      continue;
-    nw_device_proc *dp = &r->procs[r->n_procs++];
-    dp->pid = procs[i].pid;
-    dp->uid = procs[i].uid < 0 ? (unsigned)-1 : (unsigned)procs[i].uid;
-    snprintf(dp->run_id, sizeof dp->run_id, "%s", procs[i].run_id);
-    dp->bytes = procs[i].bytes;
-  }
+  nw_device_ref dev = {.gpu = 1, .name = bus};
+  nw_fill_holders(&dev, r);
 }
 
 void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
@@ -81,29 +84,10 @@ void nw_trainer_fill_oom_report(const nw_trainer *t, nw_oom_report *r) {
   }
 
   if (t->device == NW_DEVICE_CUDA) {
-    nw_fill_gpu_procs(t, r);
+    nw_fill_gpu(r);
   } else if (t->vdev) {
-    /* The device as it stands now: the process table plays NVML's role. */
-    uint64_t used = 0, cap = 0;
-    if (nw_vdev_usage(t->vdev, &used, &cap) == 0) {
-      r->device_used = used;
-      r->device_capacity = cap;
-    }
-    nw_vdev_proc procs[NW_OOM_MAX_PROCS];
-    int n = 0;
-    if (nw_vdev_list(t->vdev, procs, NW_OOM_MAX_PROCS, &n) == 0) {
-      if (n > NW_OOM_MAX_PROCS)
-        n = NW_OOM_MAX_PROCS;
-      for (int i = 0; i < n; i++) {
-        if (procs[i].self)
-          continue;
-        nw_device_proc *dp = &r->procs[r->n_procs++];
-        dp->pid = procs[i].pid;
-        dp->uid = procs[i].uid;
-        snprintf(dp->run_id, sizeof dp->run_id, "%s", procs[i].run_id);
-        dp->bytes = procs[i].bytes;
-      }
-    }
+    nw_device_ref dev = {.gpu = 0, .name = t->device_name};
+    nw_fill_holders(&dev, r);
   }
 }
 
