@@ -2,14 +2,15 @@
  * defines: nw_action, nw_foreign, nw_give_up, nw_policy_chain, nw_policy,
  *          nw_recovery_history, nw_decision, nw_policy_defaults,
  *          nw_policy_load, nw_policy_load_cb, nw_policy_parse_string,
- *          nw_policy_equal, nw_policy_dump, nw_policy_chain_summary,
- *          nw_policy_limits_summary, nw_action_name, nw_action_parse,
- *          nw_foreign_name, nw_give_up_name,
+ *          nw_policy_parse_buffer, nw_policy_keytable, nw_policy_equal,
+ * nw_policy_dump, nw_policy_chain_summary, nw_policy_limits_summary,
+ * nw_action_name, nw_action_parse, nw_foreign_name, nw_give_up_name,
  *          nw_recovery_history_init, nw_recovery_history_started,
  *          nw_policy_decide
  *
- * A policy is parsed from an INI file (docs/policies.md) into a new struct;
- * a file with any error is refused whole, every error listed as FILE:LINE.
+ * A policy is parsed from an INI file (docs/policies.md) into a new struct
+ * by the key-table engine (base/keytable.h); a file with any error is
+ * refused whole, every error listed as FILE:LINE.
  * nw_policy_decide is pure: (policy, cause, settings in force, history, now)
  * -> action and settings after. It does no I/O; the supervisor carries out
  * the decision. The effective batch never changes. */
@@ -20,6 +21,7 @@
 
 #include "base/config.h"
 #include "base/ini.h"
+#include "base/keytable.h"
 #include "recovery/cause.h"
 
 typedef enum {
@@ -93,10 +95,17 @@ int nw_policy_load_cb(const char *path, nw_policy *out,
                       nw_ini_error_sink on_error, void *user, char *err,
                       size_t errlen);
 
-/* The same for text in memory, named name in messages. */
+/* The same for text in memory, named name in messages: NUL-terminated, or
+ * len bytes (a fuzzer's input as it comes). */
 int nw_policy_parse_string(const char *name, const char *text, nw_policy *out,
                            nw_ini_error_sink on_error, void *user, char *err,
                            size_t errlen);
+int nw_policy_parse_buffer(const char *name, const char *text, size_t len,
+                           nw_policy *out, nw_ini_error_sink on_error,
+                           void *user, char *err, size_t errlen);
+
+/* The table of keys (base/keytable.h): for docs and their tests. */
+const nw_keytable *nw_policy_keytable(void);
 
 /* 1 when a and b mean the same policy, else 0. */
 int nw_policy_equal(const nw_policy *a, const nw_policy *b);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 #include "recovery/policy.h"
 
 void nw_recovery_history_init(nw_recovery_history *h) {
@@ -158,19 +159,6 @@ static const nw__action_fn nw__actions[NW_ACTION_COUNT] = {
     [NW_ACTION_GIVE_UP] = NULL, /* handled by the walk */
 };
 
-static void nw__append(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void nw__append(char *buf, size_t len, const char *fmt, ...) {
-  size_t used = strlen(buf);
-  if (used + 1 >= len)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + used, len - used, fmt, ap);
-  va_end(ap);
-}
-
 /* Seconds to wait before the restart: backoff_initial * factor^(streak-1)
  * capped at backoff_max, and never sooner than min_start_interval after
  * the last start. */
@@ -208,8 +196,69 @@ static void nw__give_up(nw_decision *d, const char *fmt, ...) {
   vsnprintf(d->reason, sizeof d->reason, fmt, ap);
   va_end(ap);
   /* the summary keeps the exhausted links noted so far */
-  nw__append(d->summary, sizeof d->summary, "%sgive up: %s",
-             d->summary[0] ? "; " : "", d->reason);
+  nw_strbuf sb = nw_strbuf_at(d->summary, sizeof d->summary);
+  nw_strbuf_printf(&sb, "%sgive up: %s", d->summary[0] ? "; " : "", d->reason);
+}
+
+/* Records a recovery of cause at now in h; returns the wait before the
+ * restart. */
+static double nw__record(const nw_policy *p, nw_recovery_history *h,
+                         nw_cause cause, double now) {
+  if (h->streak < 1 << 20)
+    h->streak++;
+  double backoff = nw__backoff(p, h, h->streak, now);
+  h->attempts[cause]++;
+  h->times[h->head] = now;
+  h->head = (h->head + 1) % NW_POLICY_MAX_RECOVERIES;
+  if (h->n_times < NW_POLICY_MAX_RECOVERIES)
+    h->n_times++;
+  h->total++;
+  return backoff;
+}
+
+/* Walks the cause's chain: the first link that changes something is taken;
+ * the exhausted ones before it are noted in the summary. */
+static int nw__walk(const nw_policy *p, nw_cause cause,
+                    const nw_config *current, nw_recovery_history *h,
+                    double now, nw_decision *out) {
+  const nw_policy_chain *ch = &p->chain[cause];
+  char notes[384];
+  nw_strbuf nb = nw_strbuf_init(notes, sizeof notes);
+  for (int i = 0; i < ch->n_actions; i++) {
+    nw_action a = ch->actions[i];
+    if ((int)a < 0 || a >= NW_ACTION_COUNT)
+      return NW_EINTERNAL;
+    if (a == NW_ACTION_GIVE_UP) {
+      snprintf(out->summary, sizeof out->summary, "%s", notes);
+      out->link = i;
+      nw__give_up(out, "the %s chain reached give-up", nw_cause_name(cause));
+      return 0;
+    }
+    char why[160] = "";
+    int rc = nw__actions[a](p, ch, current, out, why, sizeof why);
+    if (rc < 0)
+      return rc;
+    if (rc == 0) {
+      nw_strbuf_printf(&nb, "%s%s exhausted (%s)", notes[0] ? "; " : "",
+                       nw_action_name(a), why);
+      /* an exhausted action leaves nothing behind */
+      memcpy(&out->after, current, sizeof out->after);
+      out->trim_after_eval = 0;
+      continue;
+    }
+    out->action = a;
+    out->link = i;
+    if (notes[0]) {
+      nw_strbuf sb = nw_strbuf_at(out->summary, sizeof out->summary);
+      nw_strbuf_printf(&sb, "; %s", notes);
+    }
+    out->backoff_seconds = nw__record(p, h, cause, now);
+    return 0;
+  }
+  snprintf(out->summary, sizeof out->summary, "%s", notes);
+  nw__give_up(out, "every action of the %s chain is exhausted",
+              nw_cause_name(cause));
+  return 0;
 }
 
 int nw_policy_decide(const nw_policy *p, nw_cause cause,
@@ -251,48 +300,5 @@ int nw_policy_decide(const nw_policy *p, nw_cause cause,
                 p->limits.window_seconds);
     return 0;
   }
-
-  /* Walk the chain: the first link that changes something is taken. */
-  char notes[384] = "";
-  for (int i = 0; i < ch->n_actions; i++) {
-    nw_action a = ch->actions[i];
-    if ((int)a < 0 || a >= NW_ACTION_COUNT)
-      return NW_EINTERNAL;
-    if (a == NW_ACTION_GIVE_UP) {
-      snprintf(out->summary, sizeof out->summary, "%s", notes);
-      out->link = i;
-      nw__give_up(out, "the %s chain reached give-up", nw_cause_name(cause));
-      return 0;
-    }
-    char why[160] = "";
-    int rc = nw__actions[a](p, ch, current, out, why, sizeof why);
-    if (rc < 0)
-      return rc;
-    if (rc == 0) {
-      nw__append(notes, sizeof notes, "%s%s exhausted (%s)",
-                 notes[0] ? "; " : "", nw_action_name(a), why);
-      memcpy(&out->after, current,
-             sizeof out->after); /* an exhausted action leaves nothing behind */
-      out->trim_after_eval = 0;
-      continue;
-    }
-    out->action = a;
-    out->link = i;
-    if (notes[0])
-      nw__append(out->summary, sizeof out->summary, "; %s", notes);
-    if (h->streak < 1 << 20)
-      h->streak++;
-    out->backoff_seconds = nw__backoff(p, h, h->streak, now);
-    h->attempts[cause]++;
-    h->times[h->head] = now;
-    h->head = (h->head + 1) % NW_POLICY_MAX_RECOVERIES;
-    if (h->n_times < NW_POLICY_MAX_RECOVERIES)
-      h->n_times++;
-    h->total++;
-    return 0;
-  }
-  snprintf(out->summary, sizeof out->summary, "%s", notes);
-  nw__give_up(out, "every action of the %s chain is exhausted",
-              nw_cause_name(cause));
-  return 0;
+  return nw__walk(p, cause, current, h, now, out);
 }

@@ -1,7 +1,8 @@
 /* config.h — the trainer's settings: one table of keys, types, defaults and
  * ranges; parsed from an INI file plus --set overrides.
- * defines: nw_config, nw_config_defaults, nw_config_load, nw_config_set,
- *          nw_config_validate, nw_config_dump
+ * defines: nw_config, nw_config_defaults, nw_config_load,
+ *          nw_config_parse_buffer, nw_config_set, nw_config_validate,
+ *          nw_config_dump, nw_config_keytable, nw_config_source_name
  *
  * Errors name the file and line (or the --set argument) and the key. A load
  * parses into the caller's struct only on success: on failure the struct is
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/alert_config.h"
+#include "base/keytable.h"
 
 #define NW_PATH_MAX 1024
 
@@ -115,6 +117,11 @@ void nw_config_defaults(nw_config *cfg);
  * err and returns NW_ECONFIG without touching cfg. */
 int nw_config_load(nw_config *cfg, const char *path, char *err, size_t errlen);
 
+/* The same for len bytes of text in memory (need not be NUL-terminated),
+ * named name in messages: a fuzzer's entry point. */
+int nw_config_parse_buffer(nw_config *cfg, const char *name, const char *text,
+                           size_t len, char *err, size_t errlen);
+
 /* Applies one "section.key=value" override; err names the argument. */
 int nw_config_set(nw_config *cfg, const char *assignment, char *err,
                   size_t errlen);
@@ -125,6 +132,12 @@ int nw_config_validate(const nw_config *cfg, char *err, size_t errlen);
 /* Writes the full config as INI text (for checkpoints and logs). Returns the
  * length written, or the length needed when buf is too small. */
 size_t nw_config_dump(const nw_config *cfg, char *buf, size_t buflen);
+
+/* The table of keys (base/keytable.h): for docs and their tests. */
+const nw_keytable *nw_config_keytable(void);
+
+/* "synthetic", "text", "shards"; "invalid" out of range. */
+const char *nw_config_source_name(nw_data_source s);
 
 /* The length examples are truncated at: data.max_len, or the model's
  * position count. Recovery shortens sequences through data.max_len, never

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/strbuf.h"
 
 /* A key already seen, for the duplicate check. Pointers into the copy. */
 typedef struct {
@@ -20,18 +21,54 @@ typedef struct {
 
 typedef struct {
   const char *name;
-  const nw_ini_callbacks *cb;
-  char *err;
-  size_t errlen;
-  size_t used; /* bytes of err in use, without the NUL */
-  int dropped; /* errors that did not fit into err */
-  int nerr;    /* errors so far */
+  nw_ini_handler handler;
+  void *user;
+  nw_ini_errs *errs;
+  int nerr; /* errors of this text */
   nw__ini_seen *seen;
   size_t nseen, capseen;
 } nw__ini_state;
 
-/* Room kept at the end of err for the "(N more errors not shown)" line. */
+/* Room kept at the end of buf for the "(N more errors not shown)" line. */
 #define NW__INI_TRAILER 48
+
+void nw_ini_errs_init(nw_ini_errs *e, char *buf, size_t len,
+                      nw_ini_error_sink sink, void *user) {
+  *e = (nw_ini_errs){.sink = sink, .user = user, .buf = buf, .len = len};
+  if (buf && len)
+    buf[0] = '\0';
+}
+
+void nw_ini_errs_add(nw_ini_errs *e, const char *name, int line,
+                     const char *msg) {
+  e->count++;
+  if (e->sink)
+    e->sink(e->user, name, line, msg);
+  if (!e->buf || e->len == 0)
+    return;
+  char where[32] = "";
+  if (line > 0)
+    snprintf(where, sizeof where, ":%d", line);
+  const char *sep = e->used ? "\n" : "";
+  int need = snprintf(NULL, 0, "%s%s%s: %s", sep, name, where, msg);
+  size_t reserve = e->len >= 4 * NW__INI_TRAILER ? NW__INI_TRAILER : 0;
+  /* The first error is always written, cut if it must be; later ones only
+   * whole, so the buffer never ends in half a line. */
+  if (e->used > 0 && e->used + (size_t)need + reserve >= e->len) {
+    e->dropped++;
+  } else {
+    snprintf(e->buf + e->used, e->len - e->used, "%s%s%s: %s", sep, name, where,
+             msg);
+    e->used += (size_t)need;
+    if (e->used >= e->len)
+      e->used = e->len - 1;
+  }
+  /* Rewritten after every error, so the text is whole at any time: no
+   * "finish" call for a caller to forget. */
+  if (e->dropped && e->used + 1 < e->len)
+    snprintf(e->buf + e->used, e->len - e->used, "\n(%d more errors not shown)",
+             e->dropped);
+}
 
 static void nw__ini_report(nw__ini_state *st, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -43,30 +80,16 @@ static void nw__ini_report(nw__ini_state *st, int line, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   st->nerr++;
-  if (st->cb && st->cb->on_error)
-    st->cb->on_error(st->cb->user, st->name, line, msg);
-  if (!st->err || st->errlen == 0)
-    return;
-  const char *sep = st->used ? "\n" : "";
-  int need = snprintf(NULL, 0, "%s%s:%d: %s", sep, st->name, line, msg);
-  size_t reserve = st->errlen >= 4 * NW__INI_TRAILER ? NW__INI_TRAILER : 0;
-  /* The first error is always written, truncated if it must be; later ones
-   * only whole, so the buffer never ends in half a line. */
-  if (st->used > 0 && st->used + (size_t)need + reserve >= st->errlen) {
-    st->dropped++;
-    return;
-  }
-  snprintf(st->err + st->used, st->errlen - st->used, "%s%s:%d: %s", sep,
-           st->name, line, msg);
-  st->used += (size_t)need;
-  if (st->used >= st->errlen)
-    st->used = st->errlen - 1;
+  nw_ini_errs_add(st->errs, st->name, line, msg);
 }
 
-static void nw__ini_finish(nw__ini_state *st) {
-  if (st->dropped && st->err && st->used + 1 < st->errlen)
-    snprintf(st->err + st->used, st->errlen - st->used,
-             "\n(%d more errors not shown)", st->dropped);
+/* Text of the file for a message: at most max bytes, control bytes
+ * escaped. */
+static const char *nw__ini_show(const char *s, size_t max, char *buf,
+                                size_t len) {
+  nw_strbuf b = nw_strbuf_init(buf, len);
+  nw_strbuf_escape(&b, s, max);
+  return buf;
 }
 
 static int nw__ini_space(char c) {
@@ -115,8 +138,9 @@ static char *nw__ini_value(nw__ini_state *st, char *v, int line) {
     while (nw__ini_space(*after))
       after++;
     if (*after && !nw__ini_comment_start(*after)) {
-      nw__ini_report(st, line, "unexpected text after closing quote: \"%.40s\"",
-                     after);
+      char t[200];
+      nw__ini_report(st, line, "unexpected text after closing quote: \"%s\"",
+                     nw__ini_show(after, 40, t, sizeof t));
       return NULL;
     }
     *out = '\0';
@@ -161,9 +185,11 @@ static int nw__ini_duplicate(nw__ini_state *st, const char *section,
 /* Handles one header line s (starts with '['). Returns the new section name,
  * or NULL when the header is unusable. */
 static const char *nw__ini_header(nw__ini_state *st, char *s, int line) {
+  char t[200], c[8];
   char *close = strchr(s, ']');
   if (!close) {
-    nw__ini_report(st, line, "missing ']' in section header \"%.40s\"", s);
+    nw__ini_report(st, line, "missing ']' in section header \"%s\"",
+                   nw__ini_show(s, 40, t, sizeof t));
     return NULL;
   }
   *close = '\0';
@@ -172,24 +198,75 @@ static const char *nw__ini_header(nw__ini_state *st, char *s, int line) {
   while (nw__ini_space(*rest))
     rest++;
   if (*rest && !nw__ini_comment_start(*rest))
-    nw__ini_report(st, line, "unexpected text after ']': \"%.40s\"", rest);
+    nw__ini_report(st, line, "unexpected text after ']': \"%s\"",
+                   nw__ini_show(rest, 40, t, sizeof t));
   if (!*name) {
     nw__ini_report(st, line, "empty section name");
     return NULL;
   }
   const char *bad = nw__ini_bad_char(name);
   if (bad) {
-    nw__ini_report(st, line, "invalid character '%c' in section name [%.40s]",
-                   *bad, name);
+    nw__ini_report(st, line, "invalid character '%s' in section name [%s]",
+                   nw__ini_show(bad, 1, c, sizeof c),
+                   nw__ini_show(name, 40, t, sizeof t));
     return NULL;
   }
   return name;
 }
 
+/* Handles one "key = value" line s (trimmed, not a header). section is NULL
+ * before the first header; section_bad: the last header was unusable, so
+ * its keys are skipped quietly. Returns 0, or a negative code to stop. */
+static int nw__ini_key_line(nw__ini_state *st, char *s, int line,
+                            const char *section, int section_bad) {
+  char t[200], c[8];
+  char *eq = strchr(s, '=');
+  if (!eq) {
+    nw__ini_report(st, line,
+                   "expected 'key = value' or '[section]', got \"%s\"",
+                   nw__ini_show(s, 40, t, sizeof t));
+    return 0;
+  }
+  *eq = '\0';
+  char *key = nw__ini_trim(s);
+  if (!*key) {
+    nw__ini_report(st, line, "empty key before '='");
+    return 0;
+  }
+  const char *bad = nw__ini_bad_char(key);
+  if (bad) {
+    nw__ini_report(st, line, "invalid character '%s' in key \"%s\"",
+                   nw__ini_show(bad, 1, c, sizeof c),
+                   nw__ini_show(key, 40, t, sizeof t));
+    return 0;
+  }
+  if (!section) {
+    if (!section_bad)
+      nw__ini_report(st, line, "key \"%.40s\" outside any [section]", key);
+    return 0;
+  }
+  char *value = nw__ini_value(st, eq + 1, line);
+  if (!value)
+    return 0;
+  int oom = 0;
+  if (nw__ini_duplicate(st, section, key, line, &oom))
+    return 0;
+  if (oom)
+    return NW_EHOSTMEM;
+  if (!st->handler)
+    return 0;
+  char msg[1024];
+  msg[0] = '\0';
+  int rc = st->handler(st->user, section, key, value, line, msg, sizeof msg);
+  if (rc != 0)
+    nw__ini_report(st, line, "%s", msg[0] ? msg : "rejected");
+  return rc < 0 ? rc : 0;
+}
+
 static int nw__ini_run(nw__ini_state *st, char *text, size_t len) {
   char *p = text, *end = text + len;
   const char *section = NULL;
-  int section_bad = 0; /* last header was unusable: skip its keys quietly */
+  int section_bad = 0;
   int line = 0;
   if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
     p += 3;
@@ -212,85 +289,28 @@ static int nw__ini_run(nw__ini_state *st, char *text, size_t len) {
       section_bad = section == NULL;
       continue;
     }
-    char *eq = strchr(s, '=');
-    if (!eq) {
-      nw__ini_report(st, line,
-                     "expected 'key = value' or '[section]', got "
-                     "\"%.40s\"",
-                     s);
-      continue;
-    }
-    *eq = '\0';
-    char *key = nw__ini_trim(s);
-    if (!*key) {
-      nw__ini_report(st, line, "empty key before '='");
-      continue;
-    }
-    const char *bad = nw__ini_bad_char(key);
-    if (bad) {
-      nw__ini_report(st, line, "invalid character '%c' in key \"%.40s\"", *bad,
-                     key);
-      continue;
-    }
-    if (!section) {
-      if (!section_bad)
-        nw__ini_report(st, line, "key \"%.40s\" outside any [section]", key);
-      continue;
-    }
-    char *value = nw__ini_value(st, eq + 1, line);
-    if (!value)
-      continue;
-    int oom = 0;
-    if (nw__ini_duplicate(st, section, key, line, &oom))
-      continue;
-    if (oom)
-      return NW_EHOSTMEM;
-    if (!st->cb || !st->cb->handler)
-      continue;
-    char msg[1024];
-    msg[0] = '\0';
-    int rc = st->cb->handler(st->cb->user, section, key, value, line, msg,
-                             sizeof msg);
-    if (rc != 0) {
-      nw__ini_report(st, line, "%s", msg[0] ? msg : "rejected");
-      if (rc < 0)
-        return rc;
-    }
+    int rc = nw__ini_key_line(st, s, line, section, section_bad);
+    if (rc < 0)
+      return rc;
   }
   return st->nerr;
 }
 
-/* Parses len bytes of text (need not be NUL-terminated). */
-static int nw__ini_parse(const char *name, const char *text, size_t len,
-                         const nw_ini_callbacks *cb, char *err, size_t errlen) {
-  nw__ini_state st = {.name = name, .cb = cb, .err = err, .errlen = errlen};
-  if (err && errlen)
-    err[0] = '\0';
+int nw_ini_parse_buffer(const char *name, const char *text, size_t len,
+                        nw_ini_handler h, void *user, nw_ini_errs *errs) {
+  nw__ini_state st = {.name = name, .handler = h, .user = user, .errs = errs};
+  /* a private copy, split in place into NUL-terminated lines */
   char *copy = malloc(len + 1);
   if (!copy) {
-    if (err && errlen)
-      snprintf(err, errlen, "%s: out of memory", name);
+    nw_ini_errs_add(errs, name, 0, "out of host memory");
     return NW_EHOSTMEM;
   }
   memcpy(copy, text, len);
   copy[len] = '\0';
   int rc = nw__ini_run(&st, copy, len);
-  nw__ini_finish(&st);
   free(st.seen);
   free(copy);
   return rc;
-}
-
-int nw_ini_parse_string_cb(const char *name, const char *text,
-                           const nw_ini_callbacks *cb, char *err,
-                           size_t errlen) {
-  return nw__ini_parse(name, text, strlen(text), cb, err, errlen);
-}
-
-int nw_ini_parse_string(const char *name, const char *text, nw_ini_handler h,
-                        void *user, char *err, size_t errlen) {
-  nw_ini_callbacks cb = {.handler = h, .user = user};
-  return nw_ini_parse_string_cb(name, text, &cb, err, errlen);
 }
 
 /* Reads a whole file into a malloc'd buffer; on failure returns a negative
@@ -337,22 +357,41 @@ fail_nomem:
   return NW_EHOSTMEM;
 }
 
-int nw_ini_parse_file_cb(const char *path, const nw_ini_callbacks *cb,
-                         char *err, size_t errlen) {
+int nw_ini_parse_path(const char *path, nw_ini_handler h, void *user,
+                      nw_ini_errs *errs) {
   char *buf = NULL;
   size_t len = 0;
   const char *why = "";
   int rc = nw__ini_slurp(path, &buf, &len, &why);
   if (rc < 0) {
-    if (err && errlen)
-      snprintf(err, errlen, "%s: %s", path, why);
-    if (cb && cb->on_error)
-      cb->on_error(cb->user, path, 0, why);
+    nw_ini_errs_add(errs, path, 0, why);
     return rc;
   }
-  rc = nw__ini_parse(path, buf, len, cb, err, errlen);
+  rc = nw_ini_parse_buffer(path, buf, len, h, user, errs);
   free(buf);
   return rc;
+}
+
+int nw_ini_parse_string_cb(const char *name, const char *text,
+                           const nw_ini_callbacks *cb, char *err,
+                           size_t errlen) {
+  nw_ini_errs errs;
+  nw_ini_errs_init(&errs, err, errlen, cb->on_error, cb->user);
+  return nw_ini_parse_buffer(name, text, strlen(text), cb->handler, cb->user,
+                             &errs);
+}
+
+int nw_ini_parse_string(const char *name, const char *text, nw_ini_handler h,
+                        void *user, char *err, size_t errlen) {
+  nw_ini_callbacks cb = {.handler = h, .user = user};
+  return nw_ini_parse_string_cb(name, text, &cb, err, errlen);
+}
+
+int nw_ini_parse_file_cb(const char *path, const nw_ini_callbacks *cb,
+                         char *err, size_t errlen) {
+  nw_ini_errs errs;
+  nw_ini_errs_init(&errs, err, errlen, cb->on_error, cb->user);
+  return nw_ini_parse_path(path, cb->handler, cb->user, &errs);
 }
 
 int nw_ini_parse_file(const char *path, nw_ini_handler h, void *user, char *err,

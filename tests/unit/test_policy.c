@@ -1,7 +1,8 @@
 /* test_policy.c — recovery policies: the shipped files, the embedded default,
  * every error class with its file:line, several errors at once, nothing
- * half-applied; escalation along each chain, limits, backoff; a property
- * test of halve-micro-batch over many batch shapes; the CLI. */
+ * half-applied, control bytes escaped; the key table against the causes and
+ * docs/policies.md; escalation along each chain, limits, backoff; a
+ * property test of halve-micro-batch over many batch shapes; the CLI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "base/config.h"
 #include "base/error.h"
 #include "base/ini.h"
+#include "base/keytable.h"
 #include "protocol/world.h"
 #include "recovery/cause.h"
 #include "recovery/policy.h"
@@ -363,6 +365,95 @@ static void test_small_error_buffer(void **state) {
   /* the sink saw them all, with their lines */
   assert_int_equal(log.line[0], 2);
   assert_int_equal(log.line[31], 33);
+}
+
+static void test_control_bytes_escaped(void **state) {
+  (void)state;
+  char err[2048];
+  sink_log log;
+  expect_refused("ctl.conf",
+                 "[activation]\nactions = restart, n\x1b[2Jope\n[x\x07]\n", 2,
+                 err, sizeof err, &log);
+  expect_error(err, "ctl.conf", 2, "unknown action 'n\\x1b[2Jope'");
+  expect_error(err, "ctl.conf", 3, "invalid character '\\x07'");
+  for (const char *p = err; *p; p++)
+    assert_true((unsigned char)*p >= 0x20 || *p == '\n');
+}
+
+/* The text of a policy need not end in a NUL (a fuzzer's input), and
+ * nothing past len is read. */
+static void test_parse_buffer(void **state) {
+  (void)state;
+  const char text[] = "[limits]\nmax_recoveries = 35";
+  size_t len = sizeof text - 1;
+  char *exact = malloc(len);
+  assert_non_null(exact);
+  memcpy(exact, text, len);
+  nw_policy p;
+  char err[256];
+  assert_int_equal(nw_policy_parse_buffer("buf", exact, len - 1, &p, NULL, NULL,
+                                          err, sizeof err),
+                   0);
+  assert_int_equal(p.limits.max_recoveries, 3);
+  assert_int_equal(nw_policy_parse_buffer("buf", exact, len, &p, NULL, NULL,
+                                          err, sizeof err),
+                   0);
+  assert_int_equal(p.limits.max_recoveries, 35);
+  free(exact);
+}
+
+/* ---- the key table ---- */
+
+/* A section per cause, named as nw_cause_name says, each with a chain;
+ * the only other section is [limits]. */
+static void test_table_sections_are_causes(void **state) {
+  (void)state;
+  const nw_keytable *t = nw_policy_keytable();
+  for (int c = 0; c < NW_CAUSE_COUNT; c++) {
+    const char *name = nw_cause_name((nw_cause)c);
+    const nw_kt_key *k = nw_kt_find(t, name, "actions");
+    if (!k)
+      fail_msg("no [%s] actions in the policy table", name);
+    assert_int_equal(k->type, NW_KT_CUSTOM);
+  }
+  for (size_t i = 0; i < t->n_keys; i++) {
+    nw_cause c;
+    if (strcmp(t->keys[i].section, "limits"))
+      assert_int_equal(nw_cause_parse(t->keys[i].section, &c), 0);
+  }
+}
+
+/* docs/policies.md has a row for every key, with its default in a cell
+ * (chains: "see default.conf"). */
+static void test_docs_list_every_key(void **state) {
+  (void)state;
+  char *doc = nw_test_slurp(NW_SOURCE_DIR "/docs/policies.md", NULL);
+  assert_non_null(doc);
+  const nw_keytable *t = nw_policy_keytable();
+  char bad[512] = "";
+  for (size_t i = 0; i < t->n_keys && !bad[0]; i++) {
+    const nw_kt_key *k = &t->keys[i];
+    char row[128], cell[128], cell_code[128];
+    snprintf(row, sizeof row, "\n| `%s` |", k->key);
+    const char *at = strstr(doc, row);
+    if (!at) {
+      snprintf(bad, sizeof bad, "docs/policies.md has no row for %s", k->key);
+      break;
+    }
+    const char *eol = strchr(at + 1, '\n');
+    size_t n = eol ? (size_t)(eol - at) : strlen(at);
+    char line[1024];
+    snprintf(line, sizeof line, "%.*s", (int)n, at);
+    const char *def = k->type == NW_KT_CUSTOM ? "see default.conf" : k->def;
+    snprintf(cell, sizeof cell, "| %s |", def);
+    snprintf(cell_code, sizeof cell_code, "| `%s` |", def);
+    if (!strstr(line, cell) && !strstr(line, cell_code))
+      snprintf(bad, sizeof bad,
+               "docs/policies.md: %s's row lacks its default %s", k->key, def);
+  }
+  free(doc);
+  if (bad[0])
+    fail_msg("%s", bad);
 }
 
 /* ---- decisions ---- */
@@ -753,6 +844,10 @@ int main(void) {
       cmocka_unit_test(test_unreadable_file),
       cmocka_unit_test(test_every_error_at_once),
       cmocka_unit_test(test_small_error_buffer),
+      cmocka_unit_test(test_control_bytes_escaped),
+      cmocka_unit_test(test_parse_buffer),
+      cmocka_unit_test(test_table_sections_are_causes),
+      cmocka_unit_test(test_docs_list_every_key),
       cmocka_unit_test(test_activation_escalates_then_gives_up),
       cmocka_unit_test(test_sequence_length_shortens_first),
       cmocka_unit_test(test_eval_cache_chain),
