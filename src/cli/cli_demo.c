@@ -479,19 +479,19 @@ int nw_cli_demo(int argc, char **argv) {
     } else {
       fprintf(stderr, "nightwatch demo: unknown argument %s\n", argv[i]);
       nw_demo_usage(stderr);
-      return NW_SUP_EXIT_USAGE;
+      return NW_EXIT_USAGE;
     }
   }
   char exe[PATH_MAX], err[512];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) {
     fprintf(stderr, "nightwatch demo: /proc/self/exe: %s\n", strerror(errno));
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   exe[n] = '\0';
   if (nw_mkdir_p(dir, err, sizeof err) < 0) {
     fprintf(stderr, "nightwatch demo: %s\n", err);
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   int steps = quick ? 120 : 600;
   static nw_demo_run runs[NW_DEMO_N];
@@ -505,7 +505,7 @@ int nw_cli_demo(int argc, char **argv) {
     nw_demo_run *r = &runs[i];
     if (nw_demo_remove(r->dir) < 0 || nw_demo_remove(r->log) < 0) {
       fprintf(stderr, "nightwatch demo: cannot clear %s\n", r->dir);
-      return NW_SUP_EXIT_FAILURE;
+      return NW_EXIT_FAILURE;
     }
     printf("[%d/%d] %-17s %s ...\n", i + 1, NW_DEMO_N, r->name, r->story);
     fflush(stdout);
@@ -587,5 +587,5 @@ int nw_cli_demo(int argc, char **argv) {
          ok ? "All four causes met and recovered from"
             : "NOT every cause was met and recovered from",
          dir);
-  return ok ? 0 : NW_SUP_EXIT_FAILURE;
+  return ok ? 0 : NW_EXIT_FAILURE;
 }

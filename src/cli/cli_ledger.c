@@ -104,7 +104,7 @@ static void nw_cl_row(void *user, json_t *e) {
 int nw_cli_ledger(int argc, char **argv) {
   if (argc != 2 || argv[1][0] == '-') {
     fputs("usage: nightwatch ledger RUN_DIR\n", argc == 2 ? stdout : stderr);
-    return argc == 2 && !strcmp(argv[1], "--help") ? 0 : NW_SUP_EXIT_USAGE;
+    return argc == 2 && !strcmp(argv[1], "--help") ? 0 : NW_EXIT_USAGE;
   }
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", argv[1], NW_LEDGER_FILE);
@@ -114,7 +114,7 @@ int nw_cli_ledger(int argc, char **argv) {
   int rc = nw_ledger_read(path, nw_cl_row, NULL, &bad);
   if (rc < 0) {
     fprintf(stderr, "nightwatch ledger: %s: %s\n", path, nw_strerror(rc));
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   if (bad)
     fprintf(stderr, "nightwatch ledger: %d unreadable line%s skipped\n", bad,
@@ -162,7 +162,7 @@ static int nw_cl_metrics(const char *dir, const char *file) {
     rc = nw_metrics_write(file, &m, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "nightwatch status: --metrics %s\n", err);
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   return 0;
 }
@@ -179,12 +179,12 @@ int nw_cli_status(int argc, char **argv) {
       dir = argv[i];
     else {
       fputs(NW_CL_STATUS_USAGE, stderr);
-      return NW_SUP_EXIT_USAGE;
+      return NW_EXIT_USAGE;
     }
   }
   if (!dir) {
     fputs(NW_CL_STATUS_USAGE, stderr);
-    return NW_SUP_EXIT_USAGE;
+    return NW_EXIT_USAGE;
   }
   char path[4096];
   snprintf(path, sizeof path, "%s/status.json", dir);
@@ -195,7 +195,7 @@ int nw_cli_status(int argc, char **argv) {
   if (!st && lrc < 0) {
     fprintf(stderr, "nightwatch status: %s: no status.json and no ledger\n",
             dir);
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   int holder = nw_runlock_holder(dir);
   if (as_json) {

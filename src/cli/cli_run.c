@@ -54,14 +54,14 @@ typedef struct {
   char **command;
 } nw_cli_run_args;
 
-/* 0, or NW_SUP_EXIT_USAGE with the message printed. */
+/* 0, or NW_EXIT_USAGE with the message printed. */
 static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (!strcmp(arg, "--")) {
       if (i + 1 >= argc) {
         fprintf(stderr, "nightwatch run: -- needs a command\n");
-        return NW_SUP_EXIT_USAGE;
+        return NW_EXIT_USAGE;
       }
       a->command = argv + i + 1;
       return 0;
@@ -88,7 +88,7 @@ static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
         val = argv[++i];
       if (!val || !*val) {
         fprintf(stderr, "nightwatch run: %s needs a value\n", arg);
-        return NW_SUP_EXIT_USAGE;
+        return NW_EXIT_USAGE;
       }
       *dst = val;
       if (dst == (const char **)&a->sets[a->n_sets])
@@ -98,12 +98,12 @@ static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
     if (arg[0] == '-') {
       fprintf(stderr, "nightwatch run: unknown option %s\n", arg);
       nw_cli_run_usage(stderr);
-      return NW_SUP_EXIT_USAGE;
+      return NW_EXIT_USAGE;
     }
     if (a->config) {
       fprintf(stderr, "nightwatch run: more than one config: %s and %s\n",
               a->config, arg);
-      return NW_SUP_EXIT_USAGE;
+      return NW_EXIT_USAGE;
     }
     a->config = arg;
   }
@@ -116,13 +116,13 @@ int nw_cli_run(int argc, char **argv) {
   char run_dir_set[NW_PATH_MAX + 16], err[8192] = "", train_bin[PATH_MAX];
   char cmd0[PATH_MAX];
   static nw_sup_options o;
-  int rc = NW_SUP_EXIT_USAGE;
+  int rc = NW_EXIT_USAGE;
   /* room for every --set plus --run-dir */
   a.sets = calloc((size_t)argc + 1, sizeof *a.sets);
   char **command = NULL;
   if (!a.sets) {
     fprintf(stderr, "nightwatch run: out of host memory\n");
-    return NW_SUP_EXIT_FAILURE;
+    return NW_EXIT_FAILURE;
   }
   int prc = nw_cli_run_parse(argc, argv, &a);
   if (prc != 0) {
@@ -135,7 +135,7 @@ int nw_cli_run(int argc, char **argv) {
   }
   memset(&o, 0, sizeof o);
   nw_config_defaults(&o.cfg);
-  rc = NW_SUP_EXIT_CONFIG;
+  rc = NW_EXIT_CONFIG;
   if (a.config && nw_config_load(&o.cfg, a.config, err, sizeof err) < 0) {
     fprintf(stderr, "nightwatch run: %s\n", err);
     goto out;
@@ -177,7 +177,7 @@ int nw_cli_run(int argc, char **argv) {
       n++;
     command = calloc((size_t)n + 1, sizeof *command);
     if (!command) {
-      rc = NW_SUP_EXIT_FAILURE;
+      rc = NW_EXIT_FAILURE;
       goto out;
     }
     memcpy(command, a.command, (size_t)n * sizeof *command);

@@ -1,14 +1,40 @@
-/* exit_codes.h — what nightwatch-train's exit status means to its
- * supervisor (docs/protocol.md). Classes as sysexits(3) names them.
- * defines: NW_EXIT_* */
+/* exit_codes.h — the one list of nightwatch's exit codes: what
+ * nightwatch-train's exit status means to its supervisor (docs/protocol.md)
+ * and what `nightwatch` itself exits with (docs/supervisor.md). Classes as
+ * sysexits(3) and s6 name them: the two programs share the values where
+ * they share the meaning.
+ * defines: NW_EXIT_CODES, NW_EXIT_* */
 #ifndef NW_EXIT_CODES_H
 #define NW_EXIT_CODES_H
 
-#define NW_EXIT_FINISHED 0 /* ran to the last step (or stopped on request) */
-#define NW_EXIT_FAILURE 1  /* any other failure: worth a restart */
-#define NW_EXIT_USAGE 64   /* bad command line: never retried */
-#define NW_EXIT_OOM 75     /* out of device memory: classify and recover */
-#define NW_EXIT_PEER 76    /* a peer rank failed (EX_PROTOCOL): look at it */
-#define NW_EXIT_CONFIG 78  /* bad config or data: never retried */
+/* X(NAME, code, short name, what nightwatch-train means by it, what
+ * `nightwatch` means by it); "" where that program never exits with it. The
+ * tables of docs/protocol.md and docs/supervisor.md follow this list. */
+#define NW_EXIT_CODES(X)                                                       \
+  X(FINISHED, 0, "finished",                                                   \
+    "ran to train.steps, or stopped on request after its checkpoint",          \
+    "the run finished, or was stopped and the trainer checkpointed")           \
+  X(FAILURE, 1, "failure",                                                     \
+    "anything else that went wrong (I/O, a numerical failure): worth a "       \
+    "restart",                                                                 \
+    "gave up, the run directory is locked by another supervisor, or a "        \
+    "system failure: systemd's restart logic takes over")                      \
+  X(USAGE, 64, "usage", "bad command line: never retried",                     \
+    "bad command line")                                                        \
+  X(OOM, 75, "out of memory",                                                  \
+    "a device allocation failed: classify and recover", "")                    \
+  X(PEER, 76, "peer failed",                                                   \
+    "a peer rank failed (EX_PROTOCOL): the failing rank explains", "")         \
+  X(CONFIG, 78, "config error",                                                \
+    "bad config or data, settings that do not divide: never retried",          \
+    "a bad config or policy, a trainer that cannot be executed or that "       \
+    "exited 64 or 78")
+
+enum {
+#define NW_EXIT_ENUM(name, code, short_name, trainer, supervisor)              \
+  NW_EXIT_##name = code,
+  NW_EXIT_CODES(NW_EXIT_ENUM)
+#undef NW_EXIT_ENUM
+};
 
 #endif

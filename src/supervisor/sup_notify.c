@@ -18,108 +18,99 @@
  * pinging. */
 #include <stdio.h>
 
-#include "supervisor/supervisor_internal.h"
+#include "supervisor/sup_notify.h"
 
 #define NW_SUP_STATUS_EVERY 1.0 /* seconds between progress STATUS lines */
 
-static void nw_sup_status_text(const nw_sup *s, char *buf, size_t len) {
-  const nw_sup_notify *m = &s->notify;
-  int total = s->total_steps > 0 ? s->total_steps : s->cfg.train.steps;
-  const char *st = nw_sup_state_name(s->state);
-  if (s->state == NW_SUP_STOPPING && s->stop_reason == NW_SUP_STOP_HANG)
-    st = "stopping (hang)";
+static void nw_sup_status_text(const nw_sup_summary *v, char *buf, size_t len) {
+  const char *st = v->hang ? "stopping (hang)" : nw_sup_state_name(v->state);
   char loss[40] = "";
-  if (m->have_loss)
-    snprintf(loss, sizeof loss, " loss %.4f", s->loss);
+  if (v->have_loss)
+    snprintf(loss, sizeof loss, " loss %.4f", v->loss);
   snprintf(
       buf, len, "%s: step %d/%d%s micro %d x accum %d seq %d recoveries %d", st,
-      s->step, total, loss, s->cfg.batch.micro, nw_config_accum(&s->cfg.batch),
-      nw_config_max_len(&s->cfg), s->recoveries);
+      v->step, v->total_steps, loss, v->micro, v->accum, v->seq, v->recoveries);
 }
 
-static int nw_sup_terminal(const nw_sup *s) {
-  return s->state == NW_SUP_FINISHED || s->state == NW_SUP_GAVE_UP;
+static int nw_sup_terminal(const nw_sup_summary *v) {
+  return v->state == NW_SUP_FINISHED || v->state == NW_SUP_GAVE_UP;
 }
 
 /* STATUS=, with STOPPING=1 the first time the supervisor is on its way
  * out. */
-static void nw_sup_status(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
+static void nw_sup_status(nw_sup_notify *m, const nw_sup_summary *v,
+                          double now) {
   char text[256];
-  nw_sup_status_text(s, text, sizeof text);
-  int stop = nw_sup_terminal(s) && !m->stopping;
+  nw_sup_status_text(v, text, sizeof text);
+  int stop = nw_sup_terminal(v) && !m->stopping;
   nw_notify_send(&m->n, "%sSTATUS=%s", stop ? "STOPPING=1\n" : "", text);
   m->stopping |= stop;
-  m->shown_state = (int)s->state;
+  m->shown_state = (int)v->state;
   m->status_t = now;
   m->dirty = 0;
 }
 
-void nw_sup_notify_init(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
+void nw_sup_notify_init(nw_sup_notify *m, double kill_grace, double now) {
   nw_notify_init(&m->n, now);
-  m->ready = m->stopping = m->have_loss = m->dirty = 0;
+  m->ready = m->stopping = m->dirty = 0;
   m->shown_state = -1;
   m->status_t = 0;
   m->extend_at = 0;
   /* four extensions within the grace at least, none more often than four
    * a second or rarer than every 5 s */
-  double p = s->cfg.supervisor.kill_grace / 4;
+  double p = kill_grace / 4;
   m->extend_every = p < 0.25 ? 0.25 : p > 5 ? 5 : p;
 }
 
-void nw_sup_notify_step(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
-  m->have_loss = 1;
+void nw_sup_notify_step(nw_sup_notify *m, const nw_sup_summary *v, double now) {
   m->dirty = 1;
   if (m->ready)
     return;
   /* the first step: the run is up (the model built, the checkpoint loaded,
    * one optimizer step done), which is what Type=notify waits for */
   char text[256];
-  nw_sup_status_text(s, text, sizeof text);
+  nw_sup_status_text(v, text, sizeof text);
   nw_notify_send(&m->n, "READY=1\nSTATUS=%s", text);
   m->ready = 1;
-  m->shown_state = (int)s->state;
+  m->shown_state = (int)v->state;
   m->status_t = now;
   m->dirty = 0;
 }
 
-void nw_sup_notify_state(nw_sup *s, double now) {
-  if ((int)s->state != s->notify.shown_state)
-    nw_sup_status(s, now);
+void nw_sup_notify_state(nw_sup_notify *m, const nw_sup_summary *v,
+                         double now) {
+  if ((int)v->state != m->shown_state)
+    nw_sup_status(m, v, now);
 }
 
 /* EXTEND_TIMEOUT_USEC: what is left of the kill grace plus three periods,
  * so the extension lasts until the supervisor's own SIGKILL, and beyond it
  * only as long as the loop keeps re-sending (a stuck supervisor is left to
  * systemd's TimeoutStopSec). */
-static void nw_sup_extend(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
-  double left = s->deadline > now ? s->deadline - now : 0;
+static void nw_sup_extend(nw_sup_notify *m, const nw_sup_summary *v,
+                          double now) {
+  double left = v->kill_at > now ? v->kill_at - now : 0;
   double ext = left + 3 * m->extend_every;
   nw_notify_send(&m->n, "EXTEND_TIMEOUT_USEC=%llu",
                  (unsigned long long)(ext * 1e6));
   m->extend_at = now + m->extend_every;
 }
 
-void nw_sup_notify_stop(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
+void nw_sup_notify_stop(nw_sup_notify *m, const nw_sup_summary *v, double now) {
   if (!m->stopping) {
     char text[256];
-    nw_sup_status_text(s, text, sizeof text);
+    nw_sup_status_text(v, text, sizeof text);
     nw_notify_send(&m->n, "STOPPING=1\nSTATUS=%s", text);
     m->stopping = 1;
-    m->shown_state = (int)s->state;
+    m->shown_state = (int)v->state;
     m->status_t = now;
   }
-  if (m->n.on && s->state == NW_SUP_STOPPING &&
-      s->stop_reason == NW_SUP_STOP_REQUESTED && m->extend_at == 0)
-    nw_sup_extend(s, now);
+  if (m->n.on && v->stop_requested && m->extend_at == 0)
+    nw_sup_extend(m, v, now);
 }
 
-void nw_sup_notify_reload(nw_sup *s, int begin) {
-  nw_sup_notify *m = &s->notify;
+void nw_sup_notify_reload(nw_sup_notify *m, const nw_sup_summary *v,
+                          int begin) {
   /* before READY systemd is still starting the unit: a RELOADING there is
    * ignored and a READY would be premature, so a reload then says nothing */
   if (!m->ready || m->stopping)
@@ -130,28 +121,26 @@ void nw_sup_notify_reload(nw_sup *s, int begin) {
     return;
   }
   char text[256];
-  nw_sup_status_text(s, text, sizeof text);
+  nw_sup_status_text(v, text, sizeof text);
   nw_notify_send(&m->n, "READY=1\nSTATUS=%s", text);
 }
 
-void nw_sup_notify_tick(nw_sup *s, double now) {
-  nw_sup_notify *m = &s->notify;
-  /* state changes made without nw_sup_set_state (starting -> running on
-   * the first status line) and progress held back by the rate limit */
-  if ((int)s->state != m->shown_state ||
+void nw_sup_notify_tick(nw_sup_notify *m, const nw_sup_summary *v, double now) {
+  /* progress held back by the rate limit (every state change was sent by
+   * nw_sup_notify_state already) */
+  if ((int)v->state != m->shown_state ||
       (m->dirty && now - m->status_t >= NW_SUP_STATUS_EVERY))
-    nw_sup_status(s, now);
+    nw_sup_status(m, v, now);
   if (m->extend_at > 0) {
-    if (s->state != NW_SUP_STOPPING || s->stop_reason != NW_SUP_STOP_REQUESTED)
+    if (!v->stop_requested)
       m->extend_at = 0; /* the trainer is gone: nothing left to wait for */
     else if (now >= m->extend_at)
-      nw_sup_extend(s, now);
+      nw_sup_extend(m, v, now);
   }
   nw_notify_ping(&m->n, now);
 }
 
-double nw_sup_notify_deadline(const nw_sup *s) {
-  const nw_sup_notify *m = &s->notify;
+double nw_sup_notify_deadline(const nw_sup_notify *m) {
   double d = nw_notify_next_ping(&m->n);
   if (m->dirty && m->n.on) {
     double t = m->status_t + NW_SUP_STATUS_EVERY;

@@ -1,21 +1,17 @@
 /* supervisor.h — `nightwatch run`: keep one trainer alive.
- * defines: nw_sup_options, nw_sup_state, nw_sup_state_name, nw_supervisor_run,
- *          NW_SUP_EXIT_*
+ * defines: nw_sup_options, nw_sup_state, nw_sup_state_name,
+ *          nw_supervisor_run, NW_SUP_MAX_RANKS
  *
  * One event loop (signalfd, the trainer's pidfd, its status pipe, a ppoll
  * timeout at the earliest deadline) around an explicit state machine;
- * docs/supervisor.md describes both. */
+ * docs/supervisor.md describes both. Its exit codes are NW_EXIT_* of
+ * protocol/exit_codes.h, the one list both programs share. */
 #ifndef NW_SUPERVISOR_H
 #define NW_SUPERVISOR_H
 
-#include "base/config.h"
-#include "recovery/policy.h"
-
-/* Exit codes of `nightwatch run` (s6-style classes, docs/supervisor.md). */
-#define NW_SUP_EXIT_FINISHED 0 /* the run finished or was stopped cleanly */
-#define NW_SUP_EXIT_FAILURE 1  /* gave up, lock held, system failure */
-#define NW_SUP_EXIT_USAGE 64   /* bad command line */
-#define NW_SUP_EXIT_CONFIG 78  /* bad config or policy, trainer cannot run */
+#include "base/config.h"         // defines: nw_config
+#include "protocol/exit_codes.h" // defines: NW_EXIT_*, what run returns
+#include "recovery/policy.h"     // defines: nw_policy
 
 /* Ranks one supervisor runs (world.size): the GPUs of one node at most;
  * more means one supervisor per node (docs/multi-gpu.md). */
@@ -45,8 +41,8 @@ typedef struct {
   nw_policy policy;        /* loaded */
 } nw_sup_options;
 
-/* Runs the supervisor to the end. Returns an NW_SUP_EXIT_* code; err says
- * why when it is not 0. */
+/* Runs the supervisor to the end. Returns an NW_EXIT_* code
+ * (protocol/exit_codes.h); err says why when it is not 0. */
 int nw_supervisor_run(const nw_sup_options *o, char *err, size_t errlen);
 
 #endif

@@ -135,14 +135,10 @@ static void set_arg(char *buf, size_t len, const char *fmt, ...) {
   va_end(ap);
 }
 
-static void test_idle_through_kill_grace(void **state) {
-  (void)state;
-  char dir[256], log[320], device[64], pol[512];
-  nw_test_tmpdir(dir, sizeof dir, "idle");
-  snprintf(log, sizeof log, "%s.log", dir);
-  snprintf(device, sizeof device, "nwidle-%d", (int)getpid());
-
-  /* the device holds one trainer, not one beside the duplicate */
+/* The small model of the end-to-end tests on a device that holds one
+ * trainer but not one beside the duplicate: its capacity, and what the
+ * duplicate holds. */
+static uint64_t device_for_one(uint64_t *dup_bytes) {
   nw_config cfg;
   nw_config_defaults(&cfg);
   cfg.model.n_layer = 2;
@@ -151,29 +147,24 @@ static void test_idle_through_kill_grace(void **state) {
   cfg.data.long_fraction = 0;
   nw_estimate fits;
   nw_estimate_train(&cfg, 8, 12, 0, &fits);
-  uint64_t cap = fits.total * 3 / 2;
-  char mem[64], rid[80], run_id[64], grace[64];
-  set_arg(mem, sizeof mem, "device.memory=%llu", (unsigned long long)cap);
-  set_arg(run_id, sizeof run_id, "idle-%d", (int)getpid());
-  set_arg(rid, sizeof rid, "run.id=%s", run_id);
-  set_arg(grace, sizeof grace,
-          "[duplicate-process]\nactions = kill-duplicate\n"
-          "grace_seconds = %d\n",
-          GRACE_S);
-  /* the default limits: a 1 s backoff, long over when the grace ends */
-  nw_test_write_text(dir, "policy.conf", grace, pol, sizeof pol);
+  *dup_bytes = fits.total * 4 / 5;
+  return fits.total * 3 / 2;
+}
 
-  int term_r;
-  pid_t dup =
-      stubborn_duplicate(device, cap, run_id, fits.total * 4 / 5, &term_r);
-  char dev[128];
+/* `nightwatch run` of that model on device with run id run_id and the
+ * policy file pol, to 4 steps; its pid. */
+static int start_run(const char *dir, const char *log, const char *device,
+                     uint64_t cap, const char *run_id, const char *pol) {
+  char mem[64], rid[80], dev[128];
+  set_arg(mem, sizeof mem, "device.memory=%llu", (unsigned long long)cap);
+  set_arg(rid, sizeof rid, "run.id=%s", run_id);
   set_arg(dev, sizeof dev, "device.name=%s", device);
   char *argv[] = {(char *)NW_BIN,
                   "run",
                   "--run-dir",
-                  dir,
+                  (char *)dir,
                   "--policy",
-                  pol,
+                  (char *)pol,
                   "--set",
                   "model.n_layer=2",
                   "--set",
@@ -191,7 +182,26 @@ static void test_idle_through_kill_grace(void **state) {
                   "--set",
                   dev,
                   NULL};
-  int sup = nw_test_spawn_logged(argv, log);
+  return nw_test_spawn_logged(argv, log);
+}
+
+static void test_idle_through_kill_grace(void **state) {
+  (void)state;
+  char dir[256], log[320], device[64], pol[512], run_id[64], grace[128];
+  nw_test_tmpdir(dir, sizeof dir, "idle");
+  snprintf(log, sizeof log, "%s.log", dir);
+  snprintf(device, sizeof device, "nwidle-%d", (int)getpid());
+  set_arg(run_id, sizeof run_id, "idle-%d", (int)getpid());
+  /* the default limits: a 1 s backoff, long over when the grace ends */
+  set_arg(grace, sizeof grace,
+          "[duplicate-process]\nactions = kill-duplicate\n"
+          "grace_seconds = %d\n",
+          GRACE_S);
+  nw_test_write_text(dir, "policy.conf", grace, pol, sizeof pol);
+  uint64_t dup_bytes, cap = device_for_one(&dup_bytes);
+  int term_r;
+  pid_t dup = stubborn_duplicate(device, cap, run_id, dup_bytes, &term_r);
+  int sup = start_run(dir, log, device, cap, run_id, pol);
 
   /* the grace begins with the duplicate's SIGTERM */
   struct pollfd p = {.fd = term_r, .events = POLLIN};

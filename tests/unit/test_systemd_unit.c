@@ -189,7 +189,7 @@ static void test_service_contract(void **state) {
   assert_null(unit_value(t, "PrivateDevices"));
   /* usage and config errors are not restarted */
   char codes[32];
-  snprintf(codes, sizeof codes, "%d %d", NW_SUP_EXIT_USAGE, NW_SUP_EXIT_CONFIG);
+  snprintf(codes, sizeof codes, "%d %d", NW_EXIT_USAGE, NW_EXIT_CONFIG);
   expect(t, "RestartPreventExitStatus", codes);
   /* the stop checkpoint's grace, and a margin, fit in TimeoutStopSec */
   nw_config cfg;
