@@ -147,11 +147,10 @@ static void nw__cut(const char *s, size_t n, char *buf, size_t len) {
   memcpy(buf + cut, ell, sizeof ell);
 }
 
-static void nw__build_text(nw__sb *b, int format, const json_t *e,
-                           const char *host, const char *run_id) {
-  const char *event = nw__str(e, "event");
-  if (!event)
-    event = "event";
+/* Line 1: who, where, what happened and why. */
+static void nw__text_headline(nw__sb *b, int format, const json_t *e,
+                              const char *event, const char *host,
+                              const char *run_id) {
   const nw__event_look *look = NULL;
   for (size_t i = 0; i < sizeof nw__looks / sizeof nw__looks[0]; i++)
     if (strcmp(nw__looks[i].event, event) == 0)
@@ -160,8 +159,6 @@ static void nw__build_text(nw__sb *b, int format, const json_t *e,
   const char *run = nw__str(e, "run_id");
   if (!run)
     run = run_id ? run_id : "?";
-
-  /* line 1: who, where, what happened and why */
   nw__sb_raw(b, "", 0);
   if (look) {
     const char *icon = format == NW_ALERT_SLACK ? look->slack : look->discord;
@@ -191,39 +188,51 @@ static void nw__build_text(nw__sb *b, int format, const json_t *e,
   if ((strcmp(event, "finish") == 0 || strcmp(event, "stop") == 0) &&
       nw__has_num(e, "step"))
     nw__sb_printf(b, format, " at step %d", (int)nw__num(e, "step"));
+}
 
-  /* line 2: what was changed or seen, and where the run stands */
-  nw__sb line = {0};
+/* Line 2: what was changed or seen, and where the run stands. */
+static void nw__text_detail(nw__sb *line, int format, const json_t *e,
+                            const char *event) {
   const char *summary = nw__str(e, "summary");
   json_t *ev = json_object_get(e, "evidence");
   if (summary)
-    nw__sb_text(&line, format, summary);
+    nw__sb_text(line, format, summary);
   else if (ev && strcmp(event, "finish") != 0)
-    nw__sb_evidence(&line, format, ev);
-  const char *sep = line.n ? "; " : "";
+    nw__sb_evidence(line, format, ev);
+  const char *sep = line->n ? "; " : "";
   if (strcmp(event, "resumed") == 0 && nw__has_num(e, "step")) {
-    nw__sb_printf(&line, format,
+    nw__sb_printf(line, format,
                   "%sresumed from step %d, first step %d, %d steps lost, "
                   "%.1f s to recover",
                   sep, (int)nw__num(e, "resumed_from"), (int)nw__num(e, "step"),
                   (int)nw__num(e, "steps_lost"),
                   nw__num(e, "seconds_to_recover"));
   } else if (nw__has_num(e, "failed_step")) {
-    nw__sb_printf(&line, format, "%sfailed at step %d", sep,
+    nw__sb_printf(line, format, "%sfailed at step %d", sep,
                   (int)nw__num(e, "failed_step"));
     if (nw__has_num(e, "backoff_s"))
-      nw__sb_printf(&line, format, ", restarting in %.1f s",
+      nw__sb_printf(line, format, ", restarting in %.1f s",
                     nw__num(e, "backoff_s"));
   }
   if (strcmp(event, "give-up") == 0 && nw__has_num(e, "recoveries"))
-    nw__sb_printf(&line, format, "%safter %d recoveries", line.n ? "; " : "",
+    nw__sb_printf(line, format, "%safter %d recoveries", line->n ? "; " : "",
                   (int)nw__num(e, "recoveries"));
   if (strcmp(event, "stop") == 0 &&
       json_is_boolean(json_object_get(e, "checkpoint")))
-    nw__sb_printf(&line, format, "%s%s", line.n ? "; " : "",
+    nw__sb_printf(line, format, "%s%s", line->n ? "; " : "",
                   json_is_true(json_object_get(e, "checkpoint"))
                       ? "stop checkpoint written"
                       : "no stop checkpoint");
+}
+
+static void nw__build_text(nw__sb *b, int format, const json_t *e,
+                           const char *host, const char *run_id) {
+  const char *event = nw__str(e, "event");
+  if (!event)
+    event = "event";
+  nw__text_headline(b, format, e, event, host, run_id);
+  nw__sb line = {0};
+  nw__text_detail(&line, format, e, event);
   if (line.oom)
     b->oom = 1;
   if (line.n) {
