@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 
 #include "base/config.h"
 #include "device/vdev.h"
+#include "e2e/fixture.h"
 #include "model/estimate.h"
 #include "testutil.h"
 
@@ -57,6 +59,7 @@ static pid_t stubborn_duplicate(const char *device, uint64_t cap,
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
     close(ready[0]);
     close(term[0]);
     term_w = term[1];
@@ -102,32 +105,6 @@ static double cpu_seconds(int pid) {
   return ok ? (double)(ut + st) / (double)sysconf(_SC_CLK_TCK) : -1;
 }
 
-static void dump(const char *dir, const char *log) {
-  char p[512];
-  char *s = nw_test_slurp(log, NULL);
-  fprintf(stderr, "---- supervisor log %s ----\n%s\n", log, s ? s : "");
-  free(s);
-  snprintf(p, sizeof p, "%s/ledger.jsonl", dir);
-  s = nw_test_slurp(p, NULL);
-  fprintf(stderr, "---- ledger ----\n%s\n", s ? s : "");
-  free(s);
-}
-
-/* Waits until the run's ledger holds an entry of event; returns the
- * ledger, or NULL after timeout. */
-static json_t *wait_event(const char *dir, const char *event, double timeout) {
-  double end = nw_test_now() + timeout;
-  for (;;) {
-    json_t *a = nw_test_ledger_load(dir);
-    if (nw_test_ledger_count(a, event) > 0)
-      return a;
-    json_decref(a);
-    if (nw_test_now() > end)
-      return NULL;
-    nw_test_sleep(0.05);
-  }
-}
-
 static void set_arg(char *buf, size_t len, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -151,57 +128,36 @@ static uint64_t device_for_one(uint64_t *dup_bytes) {
   return fits.total * 3 / 2;
 }
 
-/* `nightwatch run` of that model on device with run id run_id and the
- * policy file pol, to 4 steps; its pid. */
-static int start_run(const char *dir, const char *log, const char *device,
-                     uint64_t cap, const char *run_id, const char *pol) {
-  char mem[64], rid[80], dev[128];
-  set_arg(mem, sizeof mem, "device.memory=%llu", (unsigned long long)cap);
-  set_arg(rid, sizeof rid, "run.id=%s", run_id);
-  set_arg(dev, sizeof dev, "device.name=%s", device);
-  char *argv[] = {(char *)NW_BIN,
-                  "run",
-                  "--run-dir",
-                  (char *)dir,
-                  "--policy",
-                  (char *)pol,
-                  "--set",
-                  "model.n_layer=2",
-                  "--set",
-                  "model.n_embd=64",
-                  "--set",
-                  "eval.every=0",
-                  "--set",
-                  "data.long_fraction=0",
-                  "--set",
-                  mem,
-                  "--set",
-                  rid,
-                  "--set",
-                  "train.steps=4",
-                  "--set",
-                  dev,
-                  NULL};
-  return nw_test_spawn_logged(argv, log);
-}
-
-static void test_idle_through_kill_grace(void **state) {
-  (void)state;
-  char dir[256], log[320], device[64], pol[512], run_id[64], grace[128];
-  nw_test_tmpdir(dir, sizeof dir, "idle");
-  snprintf(log, sizeof log, "%s.log", dir);
-  snprintf(device, sizeof device, "nwidle-%d", (int)getpid());
-  set_arg(run_id, sizeof run_id, "idle-%d", (int)getpid());
+/* A case of that model on that device under run id run_id, its policy
+ * waiting GRACE_S for a duplicate to stop, to 4 steps. */
+static nw_case *idle_case(uint64_t cap, const char *run_id) {
+  nw_case *c = nw_case_new("idle");
+  char grace[128];
   /* the default limits: a 1 s backoff, long over when the grace ends */
   set_arg(grace, sizeof grace,
           "[duplicate-process]\nactions = kill-duplicate\n"
           "grace_seconds = %d\n",
           GRACE_S);
-  nw_test_write_text(dir, "policy.conf", grace, pol, sizeof pol);
+  nw_case_policy(c, grace);
+  nw_case_set(c, "model.n_layer=2");
+  nw_case_set(c, "model.n_embd=64");
+  nw_case_set(c, "eval.every=0");
+  nw_case_set(c, "data.long_fraction=0");
+  nw_case_set(c, "device.memory=%llu", (unsigned long long)cap);
+  nw_case_set(c, "run.id=%s", run_id);
+  nw_case_set(c, "train.steps=4");
+  return c;
+}
+
+static void test_idle_through_kill_grace(void **state) {
+  (void)state;
+  char run_id[64];
+  set_arg(run_id, sizeof run_id, "idle-%d", (int)getpid());
   uint64_t dup_bytes, cap = device_for_one(&dup_bytes);
+  nw_case *c = idle_case(cap, run_id);
   int term_r;
-  pid_t dup = stubborn_duplicate(device, cap, run_id, dup_bytes, &term_r);
-  int sup = start_run(dir, log, device, cap, run_id, pol);
+  pid_t dup = stubborn_duplicate(c->device, cap, run_id, dup_bytes, &term_r);
+  int sup = nw_case_start(c, NULL);
 
   /* the grace begins with the duplicate's SIGTERM */
   struct pollfd p = {.fd = term_r, .events = POLLIN};
@@ -209,25 +165,20 @@ static void test_idle_through_kill_grace(void **state) {
   double cpu0 = cpu_seconds(sup), t0 = nw_test_now();
   if (got != 1) {
     kill(dup, SIGKILL);
-    nw_test_wait_or_kill(sup, 0);
-    dump(dir, log);
+    waitpid(dup, NULL, 0);
+    nw_case_dump(c);
     fail_msg("the duplicate never got its SIGTERM");
   }
   /* and the backoff ends with the resumed trainer's first step */
-  json_t *a = wait_event(dir, "resumed", 60);
+  json_t *a = nw_case_wait_event(c, "resumed", 1, 60);
   double cpu1 = cpu_seconds(sup), t1 = nw_test_now();
   int drc = nw_test_wait_or_kill(dup, 5);
-  if (!a) {
-    nw_test_wait_or_kill(sup, 0);
-    dump(dir, log);
-    fail_msg("no resumed trainer");
-  }
-  int rc = nw_test_wait_or_kill(sup, 60);
+  int rc = nw_case_wait(c, 60);
   printf("supervisor CPU from the duplicate's SIGTERM to the resumed "
          "step: %.3f s over %.1f s (limit %.1f s)\n",
          cpu1 - cpu0, t1 - t0, CPU_LIMIT_S);
   if (rc != 0 || drc != 128 + SIGKILL)
-    dump(dir, log);
+    nw_case_dump(c);
   assert_true(cpu0 >= 0 && cpu1 >= 0);
   assert_true(cpu1 - cpu0 < CPU_LIMIT_S);
   assert_int_equal(drc, 128 + SIGKILL); /* it sat out the whole grace */
@@ -239,12 +190,12 @@ static void test_idle_through_kill_grace(void **state) {
   assert_true(json_number_value(json_object_get(k, "grace_s")) == GRACE_S);
   json_decref(a);
   close(term_r);
-  nw_vdev_unlink(device);
+  nw_case_free(c);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_idle_through_kill_grace),
+      cmocka_unit_test_teardown(test_idle_through_kill_grace, nw_case_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
