@@ -99,8 +99,8 @@ int nw_webhook__curl_setup(nw_webhook__hook *h, const nw_alert_config *cfg);
  * HTTP status (0: no answer), *retry_after the Retry-After seconds of a
  * 408/429/5xx (0: none); err a redacted reason unless SENT. */
 nw_webhook__result nw_webhook__send(nw_webhook__hook *h, const char *body,
-                                    long *status, long *retry_after,
-                                    char *err, size_t errlen);
+                                    long *status, long *retry_after, char *err,
+                                    size_t errlen);
 
 /* --- webhook_worker.c: delivery --- */
 
