@@ -5,6 +5,7 @@
 #include "cli/cli_ckpt.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,8 +22,9 @@ static int nw_is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int nw_cli_ckpt_ls(const char *run_dir, int verify) {
-  static char paths[NW_CLI_MAX_CKPTS][NW_PATH_MAX];
+/* paths: room for NW_CLI_MAX_CKPTS of them. */
+static int nw_cli_ckpt_ls_in(const char *run_dir, int verify,
+                             char (*paths)[NW_PATH_MAX]) {
   int n = 0;
   char err[1024];
   if (nw_ckpt_list(run_dir, paths, NW_CLI_MAX_CKPTS, &n, err, sizeof err) < 0) {
@@ -59,6 +61,18 @@ static int nw_cli_ckpt_ls(const char *run_dir, int verify) {
     printf("\n");
   }
   return bad ? NW_EXIT_FAILURE : 0;
+}
+
+static int nw_cli_ckpt_ls(const char *run_dir, int verify) {
+  /* 4 MiB of names: the heap's, not the stack's */
+  char(*paths)[NW_PATH_MAX] = calloc(NW_CLI_MAX_CKPTS, sizeof *paths);
+  if (!paths) {
+    fprintf(stderr, "nightwatch: out of host memory\n");
+    return NW_EXIT_FAILURE;
+  }
+  int rc = nw_cli_ckpt_ls_in(run_dir, verify, paths);
+  free(paths);
+  return rc;
 }
 
 static int nw_cli_ckpt_inspect(const char *path) {

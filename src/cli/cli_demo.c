@@ -34,6 +34,7 @@
 #include "base/fsutil.h"
 #include "cli/fault_recipe.h"
 #include "device/vdev.h"
+#include "protocol/exit_codes.h"
 #include "protocol/ledger.h"
 #include "supervisor/supervisor.h"
 
@@ -463,25 +464,138 @@ static void nw_demo_rule(void) {
   putchar('\n');
 }
 
-int nw_cli_demo(int argc, char **argv) {
-  const char *dir = "runs/demo";
-  int quick = 0;
+/* Reads demo's arguments into dir and quick. Returns 0 to run the demo,
+ * else 1 with *code the exit code (--help, or a usage error). */
+static int nw_demo_args(int argc, char **argv, const char **dir, int *quick,
+                        int *code) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
-      quick = 1;
+      *quick = 1;
     } else if (!strcmp(argv[i], "--dir") && i + 1 < argc && argv[i + 1][0]) {
-      dir = argv[++i];
+      *dir = argv[++i];
     } else if (!strncmp(argv[i], "--dir=", 6) && argv[i][6]) {
-      dir = argv[i] + 6;
+      *dir = argv[i] + 6;
     } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       nw_demo_usage(stdout);
-      return 0;
+      *code = 0;
+      return 1;
     } else {
       fprintf(stderr, "nightwatch demo: unknown argument %s\n", argv[i]);
       nw_demo_usage(stderr);
-      return NW_EXIT_USAGE;
+      *code = NW_EXIT_USAGE;
+      return 1;
     }
   }
+  return 0;
+}
+
+/* Kills and reaps the stale trainer if it is still ours to reap. */
+static void nw_demo_reap(pid_t *stale) {
+  if (*stale > 0) {
+    kill(*stale, SIGKILL);
+    waitpid(*stale, NULL, 0);
+    *stale = 0;
+  }
+}
+
+/* Runs runs[i] (with its stale duplicate for the duplicate case) and says
+ * how it went. Returns 1 when it ran, 0 when it could not, NW_EIO when its
+ * old run directory cannot be cleared (the demo stops). */
+static int nw_demo_one(const char *exe, const char *dir, nw_demo_run *runs,
+                       int i, double dup_mem, double one_total) {
+  nw_demo_run *r = &runs[i];
+  char err[512];
+  if (nw_demo_remove(r->dir) < 0 || nw_demo_remove(r->log) < 0) {
+    fprintf(stderr, "nightwatch demo: cannot clear %s\n", r->dir);
+    return NW_EIO;
+  }
+  printf("[%d/%d] %-17s %s ...\n", i + 1, NW_DEMO_N, r->name, r->story);
+  fflush(stdout);
+  pid_t stale = 0;
+  if (i == NW_DEMO_DUP) {
+    int rc =
+        nw_demo_stale(exe, r, dir, dup_mem, one_total, &stale, err, sizeof err);
+    if (rc < 0) {
+      printf("      cannot set up the fault: %s (%s)\n", err, nw_strerror(rc));
+      nw_demo_reap(&stale);
+      nw_vdev_unlink(r->device);
+      return 0;
+    }
+    printf("      stale trainer pid %d holds its memory on %s\n", (int)stale,
+           r->device);
+  }
+  int rc = nw_demo_supervise(exe, r, &stale);
+  nw_demo_reap(&stale); /* the supervisor should have stopped it */
+  nw_vdev_unlink(r->device);
+  if (rc < 0) {
+    printf("      cannot run the supervisor: %s\n", nw_strerror(rc));
+    return 0;
+  }
+  printf("      supervisor exit %d after %.1f s (log %s)\n", r->exit_code,
+         r->seconds, r->log);
+  return 1;
+}
+
+/* One cause's row of the table, from its ledger. Returns 1 when the cause
+ * was met and recovered from and the run finished. */
+static int nw_demo_row(const nw_demo_run *r) {
+  nw_demo_summary s;
+  int lrc = nw_demo_read(r, &s);
+  char ev[96], change[200], lost[16] = "-", secs[16] = "-", verdict[64];
+  nw_demo_short(lrc < 0   ? "(no ledger)"
+                : s.n_oom ? s.evidence
+                          : "(not met)",
+                ev, sizeof ev, 60);
+  nw_demo_change(&s, change, sizeof change);
+  if (s.resumed) {
+    snprintf(lost, sizeof lost, "%d", s.steps_lost);
+    snprintf(secs, sizeof secs, "%.2f s", s.seconds_to_recover);
+  }
+  int good = r->exit_code == 0 && s.n_oom && s.n_recovery && s.finished;
+  double loss = nw_demo_loss(r);
+  if (loss >= 0)
+    snprintf(verdict, sizeof verdict, "%.4f%s", loss, good ? "" : " FAILED");
+  else
+    snprintf(verdict, sizeof verdict, "-%s", good ? "" : " FAILED");
+  printf("%-17s %-60s %-22s %-30s %4s %8s %s\n", r->name, ev,
+         s.n_recovery ? s.actions : "-", s.n_recovery ? change : "-", lost,
+         secs, verdict);
+  nw_demo_free(&s);
+  return good;
+}
+
+/* The table, read back from the ledgers. Returns 1 when the fault-free run
+ * finished and every cause was met and recovered from. */
+static int nw_demo_table(const nw_demo_run *runs, const char *dir) {
+  int ok = 1;
+  double base_loss = nw_demo_loss(&runs[NW_DEMO_BASE]);
+  nw_demo_summary base;
+  nw_demo_read(&runs[NW_DEMO_BASE], &base);
+  if (runs[NW_DEMO_BASE].exit_code != 0 || !base.finished)
+    ok = 0;
+  nw_demo_free(&base);
+  printf("\n%-17s %-60s %-22s %-30s %4s %8s %s\n", "CAUSE", "EVIDENCE",
+         "ACTION", "SETTINGS BEFORE -> AFTER", "LOST", "RECOVER", "FINAL LOSS");
+  nw_demo_rule();
+  for (int i = NW_DEMO_ACT; i < NW_DEMO_N; i++)
+    if (!nw_demo_row(&runs[i]))
+      ok = 0;
+  nw_demo_rule();
+  if (base_loss >= 0)
+    printf("%-17s %-60s %-22s %-30s %4s %8s %.4f\n", "(none)",
+           "fault-free run, the same steps", "-", "-", "-", "-", base_loss);
+  printf("\n%s. Each run's ledger: nightwatch ledger %s/CAUSE\n",
+         ok ? "All four causes met and recovered from"
+            : "NOT every cause was met and recovered from",
+         dir);
+  return ok;
+}
+
+int nw_cli_demo(int argc, char **argv) {
+  const char *dir = "runs/demo";
+  int quick = 0, code = 0;
+  if (nw_demo_args(argc, argv, &dir, &quick, &code))
+    return code;
   char exe[PATH_MAX], err[512];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) {
@@ -494,7 +608,7 @@ int nw_cli_demo(int argc, char **argv) {
     return NW_EXIT_FAILURE;
   }
   int steps = quick ? 120 : 600;
-  static nw_demo_run runs[NW_DEMO_N];
+  nw_demo_run runs[NW_DEMO_N]; /* about 60 KiB; nw_demo_plan fills them */
   double dup_mem, one_total;
   nw_demo_plan(runs, dir, steps, &dup_mem, &one_total);
   printf("nightwatch demo: the default model on the built-in task, %d steps "
@@ -502,90 +616,13 @@ int nw_cli_demo(int argc, char **argv) {
          steps, dir);
   int ok = 1;
   for (int i = 0; i < NW_DEMO_N; i++) {
-    nw_demo_run *r = &runs[i];
-    if (nw_demo_remove(r->dir) < 0 || nw_demo_remove(r->log) < 0) {
-      fprintf(stderr, "nightwatch demo: cannot clear %s\n", r->dir);
+    int rc = nw_demo_one(exe, dir, runs, i, dup_mem, one_total);
+    if (rc < 0)
       return NW_EXIT_FAILURE;
-    }
-    printf("[%d/%d] %-17s %s ...\n", i + 1, NW_DEMO_N, r->name, r->story);
-    fflush(stdout);
-    pid_t stale = 0;
-    if (i == NW_DEMO_DUP) {
-      int rc = nw_demo_stale(exe, r, dir, dup_mem, one_total, &stale, err,
-                             sizeof err);
-      if (rc < 0) {
-        printf("      cannot set up the fault: %s (%s)\n", err,
-               nw_strerror(rc));
-        ok = 0;
-        if (stale > 0) {
-          kill(stale, SIGKILL);
-          waitpid(stale, NULL, 0);
-        }
-        nw_vdev_unlink(r->device);
-        continue;
-      }
-      printf("      stale trainer pid %d holds its memory on %s\n", (int)stale,
-             r->device);
-    }
-    int rc = nw_demo_supervise(exe, r, &stale);
-    if (stale > 0) { /* the supervisor should have stopped it */
-      kill(stale, SIGKILL);
-      waitpid(stale, NULL, 0);
-    }
-    nw_vdev_unlink(r->device);
-    if (rc < 0) {
-      printf("      cannot run the supervisor: %s\n", nw_strerror(rc));
+    if (rc == 0)
       ok = 0;
-      continue;
-    }
-    printf("      supervisor exit %d after %.1f s (log %s)\n", r->exit_code,
-           r->seconds, r->log);
   }
-
-  /* the table, from the ledgers */
-  double base_loss = nw_demo_loss(&runs[NW_DEMO_BASE]);
-  nw_demo_summary base;
-  nw_demo_read(&runs[NW_DEMO_BASE], &base);
-  if (runs[NW_DEMO_BASE].exit_code != 0 || !base.finished)
+  if (!nw_demo_table(runs, dir))
     ok = 0;
-  nw_demo_free(&base);
-  printf("\n%-17s %-60s %-22s %-30s %4s %8s %s\n", "CAUSE", "EVIDENCE",
-         "ACTION", "SETTINGS BEFORE -> AFTER", "LOST", "RECOVER", "FINAL LOSS");
-  nw_demo_rule();
-  for (int i = NW_DEMO_ACT; i < NW_DEMO_N; i++) {
-    nw_demo_run *r = &runs[i];
-    nw_demo_summary s;
-    int lrc = nw_demo_read(r, &s);
-    char ev[96], change[200], lost[16] = "-", secs[16] = "-", verdict[64];
-    nw_demo_short(lrc < 0   ? "(no ledger)"
-                  : s.n_oom ? s.evidence
-                            : "(not met)",
-                  ev, sizeof ev, 60);
-    nw_demo_change(&s, change, sizeof change);
-    if (s.resumed) {
-      snprintf(lost, sizeof lost, "%d", s.steps_lost);
-      snprintf(secs, sizeof secs, "%.2f s", s.seconds_to_recover);
-    }
-    int good = r->exit_code == 0 && s.n_oom && s.n_recovery && s.finished;
-    if (!good)
-      ok = 0;
-    double loss = nw_demo_loss(r);
-    if (loss >= 0)
-      snprintf(verdict, sizeof verdict, "%.4f%s", loss, good ? "" : " FAILED");
-    else
-      snprintf(verdict, sizeof verdict, "-%s", good ? "" : " FAILED");
-    printf("%-17s %-60s %-22s %-30s %4s %8s %s\n", r->name, ev,
-           s.n_recovery ? s.actions : "-", s.n_recovery ? change : "-", lost,
-           secs, verdict);
-    nw_demo_free(&s);
-  }
-  nw_demo_rule();
-  if (base_loss >= 0)
-    printf("%-17s %-60s %-22s %-30s %4s %8s %.4f\n", "(none)",
-           "fault-free run, the same steps", "-", "-", "-", "-", base_loss);
-  printf("\n%s. Each run's ledger: nightwatch ledger %s/CAUSE\n",
-         ok ? "All four causes met and recovered from"
-            : "NOT every cause was met and recovered from",
-         dir);
   return ok ? 0 : NW_EXIT_FAILURE;
 }

@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "cli/cli_policy.h"
+#include "protocol/exit_codes.h"
 #include "protocol/world.h"
 #include "recovery/policy.h"
 #include "supervisor/sup_child.h"
@@ -110,19 +111,77 @@ static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
   return 0;
 }
 
+/* The config (file, then every --set, then the world), validated, and the
+ * policy, into o. 0, or NW_EXIT_CONFIG with every error printed. */
+static int nw_cli_run_load(const nw_cli_run_args *a, nw_sup_options *o,
+                           char *err, size_t errlen) {
+  nw_config_defaults(&o->cfg);
+  if (a->config && nw_config_load(&o->cfg, a->config, err, errlen) < 0) {
+    fprintf(stderr, "nightwatch run: %s\n", err);
+    return NW_EXIT_CONFIG;
+  }
+  for (int i = 0; i < a->n_sets; i++)
+    if (nw_config_set(&o->cfg, a->sets[i], err, errlen) < 0) {
+      fprintf(stderr, "nightwatch run: %s\n", err);
+      return NW_EXIT_CONFIG;
+    }
+  nw_world_resolve(&o->cfg);
+  if (nw_config_validate(&o->cfg, err, errlen) < 0) {
+    fprintf(stderr, "nightwatch run: %s%s%s\n", a->config ? a->config : "",
+            a->config ? ": " : "", err);
+    return NW_EXIT_CONFIG;
+  }
+  if (o->cfg.batch.world > NW_SUP_MAX_RANKS) {
+    fprintf(stderr,
+            "nightwatch run: world.size (%d) is more than the %d ranks one "
+            "supervisor runs: run one supervisor per node "
+            "(docs/multi-gpu.md)\n",
+            o->cfg.batch.world, NW_SUP_MAX_RANKS);
+    return NW_EXIT_CONFIG;
+  }
+  nw_policy_defaults(&o->policy);
+  if (a->policy) {
+    int nerr = 0;
+    int prc = nw_policy_load_cb(a->policy, &o->policy,
+                                nw_cli_policy_print_error, &nerr, NULL, 0);
+    if (prc < 0) {
+      fprintf(stderr, "nightwatch run: %s: %s; refused (%d error%s)\n",
+              a->policy, nw_strerror(prc), nerr, nerr == 1 ? "" : "s");
+      return NW_EXIT_CONFIG;
+    }
+  }
+  return 0;
+}
+
+/* A copy of the foreign command whose program is resolved here into cmd0
+ * (execve in the child takes a path). NULL when out of host memory. */
+static char **nw_cli_run_command(char **command, char *cmd0, size_t len) {
+  int n = 0;
+  while (command[n])
+    n++;
+  char **copy = calloc((size_t)n + 1, sizeof *copy);
+  if (!copy)
+    return NULL;
+  memcpy(copy, command, (size_t)n * sizeof *copy);
+  if (nw_which(command[0], cmd0, len) == 0)
+    copy[0] = cmd0;
+  return copy;
+}
+
 int nw_cli_run(int argc, char **argv) {
   nw_log_set_prefix("nightwatch");
   nw_cli_run_args a = {0};
   char run_dir_set[NW_PATH_MAX + 16], err[8192] = "", train_bin[PATH_MAX];
   char cmd0[PATH_MAX];
-  static nw_sup_options o;
-  int rc = NW_EXIT_USAGE;
-  /* room for every --set plus --run-dir */
+  int rc = NW_EXIT_FAILURE;
+  /* room for every --set plus --run-dir; the options (config and policy)
+   * are large, so they live on the heap */
   a.sets = calloc((size_t)argc + 1, sizeof *a.sets);
+  nw_sup_options *o = calloc(1, sizeof *o);
   char **command = NULL;
-  if (!a.sets) {
+  if (!a.sets || !o) {
     fprintf(stderr, "nightwatch run: out of host memory\n");
-    return NW_EXIT_FAILURE;
+    goto out;
   }
   int prc = nw_cli_run_parse(argc, argv, &a);
   if (prc != 0) {
@@ -133,69 +192,27 @@ int nw_cli_run(int argc, char **argv) {
     snprintf(run_dir_set, sizeof run_dir_set, "run.dir=%s", a.run_dir);
     a.sets[a.n_sets++] = run_dir_set;
   }
-  memset(&o, 0, sizeof o);
-  nw_config_defaults(&o.cfg);
-  rc = NW_EXIT_CONFIG;
-  if (a.config && nw_config_load(&o.cfg, a.config, err, sizeof err) < 0) {
-    fprintf(stderr, "nightwatch run: %s\n", err);
+  rc = nw_cli_run_load(&a, o, err, sizeof err);
+  if (rc != 0)
     goto out;
-  }
-  for (int i = 0; i < a.n_sets; i++)
-    if (nw_config_set(&o.cfg, a.sets[i], err, sizeof err) < 0) {
-      fprintf(stderr, "nightwatch run: %s\n", err);
-      goto out;
-    }
-  nw_world_resolve(&o.cfg);
-  if (nw_config_validate(&o.cfg, err, sizeof err) < 0) {
-    fprintf(stderr, "nightwatch run: %s%s%s\n", a.config ? a.config : "",
-            a.config ? ": " : "", err);
-    goto out;
-  }
-  if (o.cfg.batch.world > NW_SUP_MAX_RANKS) {
-    fprintf(stderr,
-            "nightwatch run: world.size (%d) is more than the %d ranks one "
-            "supervisor runs: run one supervisor per node "
-            "(docs/multi-gpu.md)\n",
-            o.cfg.batch.world, NW_SUP_MAX_RANKS);
-    goto out;
-  }
-  nw_policy_defaults(&o.policy);
-  if (a.policy) {
-    int nerr = 0;
-    int prc2 = nw_policy_load_cb(a.policy, &o.policy, nw_cli_policy_print_error,
-                                 &nerr, NULL, 0);
-    if (prc2 < 0) {
-      fprintf(stderr, "nightwatch run: %s: %s; refused (%d error%s)\n",
-              a.policy, nw_strerror(prc2), nerr, nerr == 1 ? "" : "s");
-      goto out;
-    }
-  }
   nw_cli_run_train_bin(train_bin, sizeof train_bin);
-  if (a.command) {
-    int n = 0;
-    while (a.command[n])
-      n++;
-    command = calloc((size_t)n + 1, sizeof *command);
-    if (!command) {
-      rc = NW_EXIT_FAILURE;
-      goto out;
-    }
-    memcpy(command, a.command, (size_t)n * sizeof *command);
-    /* resolved here: execve in the child takes a path */
-    if (nw_which(a.command[0], cmd0, sizeof cmd0) == 0)
-      command[0] = cmd0;
+  if (a.command &&
+      !(command = nw_cli_run_command(a.command, cmd0, sizeof cmd0))) {
+    rc = NW_EXIT_FAILURE;
+    goto out;
   }
-  o.config_path = a.config;
-  o.sets = a.sets;
-  o.n_sets = a.n_sets;
-  o.policy_path = a.policy;
-  o.command = command;
-  o.train_bin = train_bin;
-  rc = nw_supervisor_run(&o, err, sizeof err);
+  o->config_path = a.config;
+  o->sets = a.sets;
+  o->n_sets = a.n_sets;
+  o->policy_path = a.policy;
+  o->command = command;
+  o->train_bin = train_bin;
+  rc = nw_supervisor_run(o, err, sizeof err);
   if (rc != 0)
     fprintf(stderr, "nightwatch run: %s\n", err);
 out:
   free(command);
+  free(o);
   free(a.sets);
   return rc;
 }
