@@ -27,6 +27,77 @@ static void nw_vdev_release_hook(void *ctx, uint64_t bytes) {
   nw_vdev_release(ctx, bytes);
 }
 
+/* The memory domain and the device under it: a GPU, the CPU as a virtual
+ * device that processes share (device.memory > 0), or the plain CPU. */
+static int nw_trainer_open_device(nw_trainer *t, char *err, size_t errlen) {
+  const nw_config *cfg = &t->cfg;
+  nw_device_kind kind;
+  NW_TRY(nw_device_resolve(&cfg->device, &kind, err, errlen));
+  /* On a GPU device.memory caps what the domain holds (the card is shared
+   * for real); on the CPU it is the capacity of the virtual device. */
+  int rc =
+      nw_mem_create(&t->mem, kind == NW_DEVICE_CUDA ? cfg->device.memory : 0);
+  if (rc < 0) {
+    snprintf(err, errlen, "memory domain: %s", nw_strerror(rc));
+    return rc;
+  }
+  if (kind == NW_DEVICE_CUDA) {
+    t->device = NW_DEVICE_CUDA; /* an OOM at open is reported as the GPU's */
+    NW_TRY(nw_device_open(&cfg->device, t->world.rank, t->mem, &t->be, err,
+                          errlen));
+    char desc[128] = "", bus[32] = "";
+    nw_device_describe(desc, sizeof desc, bus, sizeof bus);
+    nw_info("device: %s (PCI %s), precision %s, cap %llu bytes", desc, bus,
+            cfg->device.precision, (unsigned long long)cfg->device.memory);
+  } else if (cfg->device.memory > 0) {
+    /* A capacity makes the CPU a virtual device that processes share. */
+    NW_TRY(nw_vdev_open(&t->vdev, t->device_name, cfg->device.memory, t->run_id,
+                        err, errlen));
+    nw_mem_device dev = {.ctx = t->vdev,
+                         .reserve = nw_vdev_reserve_hook,
+                         .release = nw_vdev_release_hook};
+    nw_mem_attach_device(t->mem, &dev);
+  }
+  return 0;
+}
+
+/* The world's collectives. It forms before the model is allocated, so that
+ * an OOM at init on one rank can abort it and wake the others. */
+static int nw_trainer_open_world(nw_trainer *t, char *err, size_t errlen) {
+  nw_coll_options co = {
+      .kind = t->device == NW_DEVICE_CUDA ? NW_COLL_NCCL : NW_COLL_SHM,
+      .rank = t->world.rank,
+      .size = t->world.size,
+      .comm = t->world.comm,
+      .run_dir = t->cfg.run.dir,
+      /* no rank outwaits the supervisor's own hang detection */
+      .timeout_s = t->cfg.supervisor.hang_timeout,
+  };
+  char cerr[512];
+  int rc = nw_coll_open(&t->coll, &co, cerr, sizeof cerr);
+  if (rc < 0)
+    snprintf(err, errlen, "world of %d ranks (rank %d): %s", t->world.size,
+             t->world.rank, cerr);
+  return rc;
+}
+
+/* The data, the model and its optimizer. */
+static int nw_trainer_open_model(nw_trainer *t, char *err, size_t errlen) {
+  const nw_config *cfg = &t->cfg;
+  NW_TRY(nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
+                      nw_config_max_len(cfg), err, errlen));
+  int rc =
+      nw_model_create(&t->model, &cfg->model, t->be, t->mem, cfg->train.seed);
+  if (rc < 0) {
+    snprintf(err, errlen, "model: %s", nw_strerror(rc));
+    return rc;
+  }
+  rc = nw_optim_create(&t->optim, t->model, t->be, t->mem);
+  if (rc < 0)
+    snprintf(err, errlen, "optimizer: %s", nw_strerror(rc));
+  return rc;
+}
+
 int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
                       size_t errlen) {
   *out = NULL;
@@ -61,68 +132,10 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
     snprintf(err, errlen, "out of host memory");
     goto fail;
   }
-  nw_device_kind kind;
-  if ((rc = nw_device_resolve(&cfg->device, &kind, err, errlen)) < 0)
+  if ((rc = nw_trainer_open_device(t, err, errlen)) < 0 ||
+      (rc = nw_trainer_open_world(t, err, errlen)) < 0 ||
+      (rc = nw_trainer_open_model(t, err, errlen)) < 0)
     goto fail;
-  /* On a GPU device.memory caps what the domain holds (the card is shared
-   * for real); on the CPU it is the capacity of the virtual device. */
-  rc = nw_mem_create(&t->mem, kind == NW_DEVICE_CUDA ? cfg->device.memory : 0);
-  if (rc < 0) {
-    snprintf(err, errlen, "memory domain: %s", nw_strerror(rc));
-    goto fail;
-  }
-  if (kind == NW_DEVICE_CUDA) {
-    t->device = NW_DEVICE_CUDA; /* an OOM at open is reported as the GPU's */
-    rc = nw_device_open(&cfg->device, t->world.rank, t->mem, &t->be, err,
-                        errlen);
-    if (rc < 0)
-      goto fail;
-    char desc[128] = "", bus[32] = "";
-    nw_device_describe(desc, sizeof desc, bus, sizeof bus);
-    nw_info("device: %s (PCI %s), precision %s, cap %llu bytes", desc, bus,
-            cfg->device.precision, (unsigned long long)cfg->device.memory);
-  } else if (cfg->device.memory > 0) {
-    /* A capacity makes the CPU a virtual device that processes share. */
-    rc = nw_vdev_open(&t->vdev, t->device_name, cfg->device.memory, t->run_id,
-                      err, errlen);
-    if (rc < 0)
-      goto fail;
-    nw_mem_device dev = {.ctx = t->vdev,
-                         .reserve = nw_vdev_reserve_hook,
-                         .release = nw_vdev_release_hook};
-    nw_mem_attach_device(t->mem, &dev);
-  }
-  /* The world forms before the model is allocated, so that an OOM at init
-   * on one rank can abort it and wake the others. */
-  nw_coll_options co = {
-      .kind = t->device == NW_DEVICE_CUDA ? NW_COLL_NCCL : NW_COLL_SHM,
-      .rank = t->world.rank,
-      .size = t->world.size,
-      .comm = t->world.comm,
-      .run_dir = cfg->run.dir,
-      /* no rank outwaits the supervisor's own hang detection */
-      .timeout_s = cfg->supervisor.hang_timeout,
-  };
-  char cerr[512];
-  if ((rc = nw_coll_open(&t->coll, &co, cerr, sizeof cerr)) < 0) {
-    snprintf(err, errlen, "world of %d ranks (rank %d): %s", t->world.size,
-             t->world.rank, cerr);
-    goto fail;
-  }
-  rc = nw_data_open(&t->data, &cfg->data, cfg->model.vocab_size,
-                    nw_config_max_len(cfg), err, errlen);
-  if (rc < 0)
-    goto fail;
-  rc = nw_model_create(&t->model, &cfg->model, t->be, t->mem, cfg->train.seed);
-  if (rc < 0) {
-    snprintf(err, errlen, "model: %s", nw_strerror(rc));
-    goto fail;
-  }
-  rc = nw_optim_create(&t->optim, t->model, t->be, t->mem);
-  if (rc < 0) {
-    snprintf(err, errlen, "optimizer: %s", nw_strerror(rc));
-    goto fail;
-  }
   *out = t;
   return 0;
 fail:

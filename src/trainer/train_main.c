@@ -79,101 +79,102 @@ static int nw_exit_failed(nw_trainer *t, int rc, int code) {
   return code;
 }
 
-int main(int argc, char **argv) {
-  nw_log_set_prefix("train");
-  /* the supervisor's run id: the journal's RUN= field on our records too */
-  nw_log_set_run(getenv("NIGHTWATCH_RUN_ID"));
-  /* A supervisor that went away must not kill us through a status write. */
-  signal(SIGPIPE, SIG_IGN);
+/* The command line. sets points into argv (room for argc of them). */
+typedef struct {
+  const char *config_path; /* NULL: the embedded defaults */
+  const char *resume;      /* auto, none or a checkpoint file */
+  const char **sets;       /* --set values, applied after the file */
+  int n_sets;
+  int estimate, device_ps;
+} nw_train_args;
 
-  nw_config cfg;
-  nw_config_defaults(&cfg);
-  char err[1024] = "";
-  const char *config_path = NULL;
-  int estimate = 0, device_ps = 0, rc, nsets = 0;
-  const char *resume = "auto";
-  const char *sets[argc]; /* --set values, applied after the file */
+/* The value of --NAME=VALUE or --NAME VALUE at argv[*i] (which is --NAME or
+ * --NAME=...), moving *i past it; NULL when it is missing. */
+static const char *nw_train_value(int argc, char **argv, int *i, size_t len) {
+  if (argv[*i][len] == '=')
+    return argv[*i] + len + 1;
+  return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+/* Returns 0 to go on, else 1 with *code the exit code (--help, or a usage
+ * error, reported). */
+static int nw_train_parse(int argc, char **argv, nw_train_args *a, int *code) {
+  *code = NW_EXIT_USAGE;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--estimate") == 0) {
-      estimate = 1;
-      continue;
-    }
-    if (strcmp(argv[i], "--device-ps") == 0) {
-      device_ps = 1;
-      continue;
-    }
-    if (strcmp(argv[i], "--resume") == 0 ||
-        strncmp(argv[i], "--resume=", 9) == 0) {
-      if (argv[i][8] == '=')
-        resume = argv[i] + 9;
-      else if (i + 1 < argc)
-        resume = argv[++i];
-      else {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--estimate") == 0) {
+      a->estimate = 1;
+    } else if (strcmp(arg, "--device-ps") == 0) {
+      a->device_ps = 1;
+    } else if (strcmp(arg, "--resume") == 0 ||
+               strncmp(arg, "--resume=", 9) == 0) {
+      if (!(a->resume = nw_train_value(argc, argv, &i, 8))) {
         nw_error("--resume needs auto, none or a checkpoint file");
-        return NW_EXIT_USAGE;
+        return 1;
       }
-      continue;
-    }
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
       nw_usage(stdout);
-      return NW_EXIT_FINISHED;
-    }
-    if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
-      if (argv[i][5] == '=') {
-        sets[nsets++] = argv[i] + 6;
-      } else if (i + 1 < argc) {
-        sets[nsets++] = argv[++i];
-      } else {
+      *code = NW_EXIT_FINISHED;
+      return 1;
+    } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
+      if (!(a->sets[a->n_sets] = nw_train_value(argc, argv, &i, 5))) {
         nw_error("--set needs section.key=value");
-        return NW_EXIT_USAGE;
+        return 1;
       }
-      continue;
-    }
-    if (argv[i][0] == '-') {
-      nw_error("unknown option %s", argv[i]);
+      a->n_sets++;
+    } else if (arg[0] == '-') {
+      nw_error("unknown option %s", arg);
       nw_usage(stderr);
-      return NW_EXIT_USAGE;
+      return 1;
+    } else if (a->config_path) {
+      nw_error("more than one config file: %s and %s", a->config_path, arg);
+      return 1;
+    } else {
+      a->config_path = arg;
     }
-    if (config_path) {
-      nw_error("more than one config file: %s and %s", config_path, argv[i]);
-      return NW_EXIT_USAGE;
-    }
-    config_path = argv[i];
   }
-  if (config_path && nw_config_load(&cfg, config_path, err, sizeof err) < 0) {
+  return 0;
+}
+
+/* The config: the file, then every --set, then the world, validated.
+ * Returns 0, or NW_EXIT_CONFIG with the error logged. */
+static int nw_train_load_config(const nw_train_args *a, nw_config *cfg) {
+  char err[1024] = "";
+  nw_config_defaults(cfg);
+  if (a->config_path &&
+      nw_config_load(cfg, a->config_path, err, sizeof err) < 0) {
     nw_error("%s", err);
     return NW_EXIT_CONFIG;
   }
-  for (int i = 0; i < nsets; i++)
-    if (nw_config_set(&cfg, sets[i], err, sizeof err) < 0) {
+  for (int i = 0; i < a->n_sets; i++)
+    if (nw_config_set(cfg, a->sets[i], err, sizeof err) < 0) {
       nw_error("%s", err);
       return NW_EXIT_CONFIG;
     }
-  nw_world_resolve(&cfg);
-  if (nw_config_validate(&cfg, err, sizeof err) < 0) {
-    nw_error("%s%s%s", config_path ? config_path : "", config_path ? ": " : "",
-             err);
+  nw_world_resolve(cfg);
+  if (nw_config_validate(cfg, err, sizeof err) < 0) {
+    nw_error("%s%s%s", a->config_path ? a->config_path : "",
+             a->config_path ? ": " : "", err);
     return NW_EXIT_CONFIG;
   }
-  if (estimate) {
-    nw_estimate_print(stdout, &cfg);
-    return NW_EXIT_FINISHED;
-  }
-  if (device_ps) {
-    rc = nw_vdev_print(stdout, cfg.device.name, err, sizeof err);
-    if (rc < 0) {
-      nw_error("%s", err);
-      return rc == NW_ENOTFOUND ? NW_EXIT_FAILURE : NW_EXIT_CONFIG;
-    }
-    return NW_EXIT_FINISHED;
-  }
-  if (nw_estimate_check_capacity(&cfg, err, sizeof err) < 0) {
-    nw_error("%s", err);
-    return NW_EXIT_CONFIG;
-  }
+  return 0;
+}
 
+/* --device-ps: the processes on the configured virtual device. */
+static int nw_train_device_ps(const nw_config *cfg) {
+  char err[1024] = "";
+  int rc = nw_vdev_print(stdout, cfg->device.name, err, sizeof err);
+  if (rc < 0) {
+    nw_error("%s", err);
+    return rc == NW_ENOTFOUND ? NW_EXIT_FAILURE : NW_EXIT_CONFIG;
+  }
+  return NW_EXIT_FINISHED;
+}
+
+/* OpenBLAS threads and its sgemm check. 0, or NW_EXIT_FAILURE. */
+static int nw_train_blas(char **argv, const nw_config *cfg) {
   nw_blas_info blas;
-  rc = nw_blas_setup(argv, cfg.train.threads, &blas);
+  int rc = nw_blas_setup(argv, cfg->train.threads, &blas);
   char desc[256];
   nw_blas_describe(&blas, desc, sizeof desc);
   if (rc < 0) {
@@ -183,11 +184,28 @@ int main(int argc, char **argv) {
     return NW_EXIT_FAILURE;
   }
   nw_info("%s", desc);
+  return 0;
+}
 
-  nw_trainer *t = NULL;
-  rc = nw_trainer_create(&t, &cfg, err, sizeof err);
+/* SIGTERM and SIGINT ask the loop to stop at the next step boundary. */
+static void nw_train_catch_stop(nw_trainer *t) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = nw_on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  t->stop_requested = &nw_stop_requested;
+}
+
+/* Creates the trainer and resumes it. Returns 0 with *t ready to run, else
+ * the exit code (the trainer, if any, unwound). */
+static int nw_train_start(nw_trainer **t, const nw_config *cfg,
+                          const char *resume) {
+  char err[1024] = "";
+  int rc = nw_trainer_create(t, cfg, err, sizeof err);
   if (rc == NW_ENOMEM)
-    return nw_exit_oom(t);
+    return nw_exit_oom(*t);
   if (rc == NW_EPEER || rc == NW_ETIMEDOUT) {
     nw_error("%s", err); /* the world did not form */
     return NW_EXIT_PEER;
@@ -199,33 +217,62 @@ int main(int argc, char **argv) {
                : NW_EXIT_FAILURE;
   }
   /* Before resuming: a checkpoint loads from the step boundary anyway. */
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = nw_on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  t->stop_requested = &nw_stop_requested;
-  rc = nw_trainer_resume(t, resume, err, sizeof err);
+  nw_train_catch_stop(*t);
+  rc = nw_trainer_resume(*t, resume, err, sizeof err);
   if (rc == NW_ENOMEM) {
     /* the device could not take the checkpoint's optimizer state: an OOM
      * at init, to classify and recover like any other */
     nw_error("%s", err);
-    return nw_exit_oom(t);
+    return nw_exit_oom(*t);
   }
   if (rc < 0) {
     nw_error("%s", err);
-    return nw_exit_failed(t, rc,
+    return nw_exit_failed(*t, rc,
                           rc == NW_EHOSTMEM || rc == NW_ESYS ? NW_EXIT_FAILURE
                                                              : NW_EXIT_CONFIG);
   }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  nw_log_set_prefix("train");
+  /* the supervisor's run id: the journal's RUN= field on our records too */
+  nw_log_set_run(getenv("NIGHTWATCH_RUN_ID"));
+  /* A supervisor that went away must not kill us through a status write. */
+  signal(SIGPIPE, SIG_IGN);
+
+  const char *sets[argc];
+  nw_train_args a = {.resume = "auto", .sets = sets};
+  nw_config cfg;
+  int code;
+  if (nw_train_parse(argc, argv, &a, &code))
+    return code;
+  if ((code = nw_train_load_config(&a, &cfg)) != 0)
+    return code;
+  if (a.estimate) {
+    nw_estimate_print(stdout, &cfg);
+    return NW_EXIT_FINISHED;
+  }
+  if (a.device_ps)
+    return nw_train_device_ps(&cfg);
+  char err[1024] = "";
+  if (nw_estimate_check_capacity(&cfg, err, sizeof err) < 0) {
+    nw_error("%s", err);
+    return NW_EXIT_CONFIG;
+  }
+  if ((code = nw_train_blas(argv, &cfg)) != 0)
+    return code;
+
+  nw_trainer *t = NULL;
+  if ((code = nw_train_start(&t, &cfg, a.resume)) != 0)
+    return code;
   nw_info("model: %d layers, %d heads, width %d, vocabulary %d, max length %d: "
           "%zu parameters; batch %d = micro %d x accum %d x world %d",
           cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd,
           cfg.model.vocab_size, cfg.model.max_seq_len,
           nw_model_num_params(t->model), cfg.batch.effective, cfg.batch.micro,
           nw_config_accum(&cfg.batch), cfg.batch.world);
-  rc = nw_trainer_run(t);
+  int rc = nw_trainer_run(t);
   if (rc == NW_ENOMEM)
     return nw_exit_oom(t);
   if (rc < 0) {

@@ -254,6 +254,43 @@ static unsigned nw__le16(const uint8_t *p) {
   return (unsigned)p[0] | (unsigned)p[1] << 8;
 }
 
+/* What is wrong with a mapped shard of size bytes (its header, its size,
+ * each token against the vocabulary), written into detail; NULL when
+ * nothing is. */
+static const char *nw__shard_check(const nw_dataset *d, const uint8_t *base,
+                                   uint64_t size, char *detail, size_t len) {
+  int32_t magic = nw__le32(base), version = nw__le32(base + 4),
+          ntok = nw__le32(base + 8);
+  if (magic != NW__SHARD_MAGIC) {
+    snprintf(detail, len, "bad magic %d (expected %d)", magic, NW__SHARD_MAGIC);
+    return detail;
+  }
+  if (version != NW__SHARD_VERSION) {
+    snprintf(detail, len, "unsupported version %d (expected %d)", version,
+             NW__SHARD_VERSION);
+    return detail;
+  }
+  if (ntok < 0 || size != NW__SHARD_HEADER_BYTES + 2 * (uint64_t)ntok) {
+    snprintf(detail, len,
+             "size %lld bytes, header says %d tokens (%llu bytes): truncated "
+             "or corrupt",
+             (long long)size, ntok,
+             (unsigned long long)(NW__SHARD_HEADER_BYTES +
+                                  2 * (uint64_t)(ntok < 0 ? 0 : ntok)));
+    return detail;
+  }
+  const uint8_t *tok = base + NW__SHARD_HEADER_BYTES;
+  for (int32_t i = 0; i < ntok; i++) {
+    unsigned t = nw__le16(tok + 2 * (size_t)i);
+    if (t >= (unsigned)d->vocab_size) {
+      snprintf(detail, len, "token %u at index %d is >= model.vocab_size (%d)",
+               t, i, d->vocab_size);
+      return detail;
+    }
+  }
+  return NULL;
+}
+
 /* Maps one shard and checks header, size and every token. */
 static int nw__shard_map(nw_dataset *d, const char *key, const char *path,
                          uint32_t *index, char *err, size_t errlen) {
@@ -284,40 +321,9 @@ static int nw__shard_map(nw_dataset *d, const char *key, const char *path,
              strerror(merr));
     return NW_EIO;
   }
-  int32_t magic = nw__le32(base), version = nw__le32(base + 4),
-          ntok = nw__le32(base + 8);
-  const char *why = NULL;
   char detail[160];
-  if (magic != NW__SHARD_MAGIC) {
-    snprintf(detail, sizeof detail, "bad magic %d (expected %d)", magic,
-             NW__SHARD_MAGIC);
-    why = detail;
-  } else if (version != NW__SHARD_VERSION) {
-    snprintf(detail, sizeof detail, "unsupported version %d (expected %d)",
-             version, NW__SHARD_VERSION);
-    why = detail;
-  } else if (ntok < 0 || (uint64_t)st.st_size !=
-                             NW__SHARD_HEADER_BYTES + 2 * (uint64_t)ntok) {
-    snprintf(detail, sizeof detail,
-             "size %lld bytes, header says %d tokens (%llu bytes): truncated "
-             "or corrupt",
-             (long long)st.st_size, ntok,
-             (unsigned long long)(NW__SHARD_HEADER_BYTES +
-                                  2 * (uint64_t)(ntok < 0 ? 0 : ntok)));
-    why = detail;
-  } else {
-    const uint8_t *tok = base + NW__SHARD_HEADER_BYTES;
-    for (int32_t i = 0; i < ntok; i++) {
-      unsigned t = nw__le16(tok + 2 * (size_t)i);
-      if (t >= (unsigned)d->vocab_size) {
-        snprintf(detail, sizeof detail,
-                 "token %u at index %d is >= model.vocab_size (%d)", t, i,
-                 d->vocab_size);
-        why = detail;
-        break;
-      }
-    }
-  }
+  const char *why =
+      nw__shard_check(d, base, (uint64_t)st.st_size, detail, sizeof detail);
   if (why) {
     snprintf(err, errlen, "%s: shard '%s': %s", key, path, why);
     munmap(base, (size_t)st.st_size);
@@ -334,7 +340,7 @@ static int nw__shard_map(nw_dataset *d, const char *key, const char *path,
   f->size = (size_t)st.st_size;
   f->mapped = 1;
   f->tok = base + NW__SHARD_HEADER_BYTES;
-  f->ntok = (uint64_t)ntok;
+  f->ntok = (uint64_t)nw__le32(base + 8);
   return NW_OK;
 }
 
