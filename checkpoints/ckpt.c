@@ -257,11 +257,11 @@ static int nw_ckpt_w_check(const char *path, const nw_ckpt_state *st, char *err,
   return 0;
 }
 
-static int nw_ckpt_w_contents(nw_ckpt_writer *w, hid_t f,
-                              const nw_ckpt_state *st) {
-  int fault = nw_ckpt_fault("write") ? st->n_tensors / 2 : -1;
-  /* The tensor order, as fixed-length names (zero padded: the bytes the
-   * checksum covers are deterministic). */
+/* The tensor order, as fixed-length names (zero padded: the bytes the
+ * checksum covers are deterministic), and the settings as INI text: a
+ * scalar string of strlen+1 bytes. */
+static int nw_ckpt_w_names_config(nw_ckpt_writer *w, hid_t f,
+                                  const nw_ckpt_state *st) {
   size_t nb = (size_t)st->n_tensors * NW_CKPT_NAME_LEN;
   char *names = calloc(nb, 1);
   if (!names) {
@@ -282,7 +282,6 @@ static int nw_ckpt_w_contents(nw_ckpt_writer *w, hid_t f,
   if (rc < 0)
     return rc;
 
-  /* The settings as INI text: a scalar string of strlen+1 bytes. */
   const char *text = st->config_text ? st->config_text : "";
   size_t tl = strlen(text) + 1;
   hid_t ct = H5Tcopy(H5T_C_S1);
@@ -291,33 +290,19 @@ static int nw_ckpt_w_contents(nw_ckpt_writer *w, hid_t f,
   rc = nw_ckpt_w_dataset(w, f, NULL, NW_CKPT_CONFIG, ct, ct, 0, NULL, text, tl,
                          -1);
   H5Tclose(ct);
-  if (rc < 0)
-    return rc;
+  return rc;
+}
 
-  int nten = st->n_tensors;
-  NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_MODEL, st, st->params, 0, fault));
-  int has_opt = st->exp_avg != NULL;
-  if (has_opt) {
-    hid_t g = H5Gcreate2(f, NW_CKPT_OPT, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
-    if (g < 0)
-      return nw_ckpt_w_fail(w, "create group", NW_CKPT_OPT);
-    H5Gclose(g);
-    NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_EXP_AVG, st, st->exp_avg, nten, -1));
-    NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_EXP_AVG_SQ, st, st->exp_avg_sq,
-                           2 * nten, -1));
-  }
-
-  int32_t version = NW_CKPT_FORMAT_VERSION;
-  NW_TRY(nw_ckpt_w_attr(w, f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                        &version));
-  NW_TRY(nw_ckpt_w_attr(w, f, "has_optimizer", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                        &has_opt));
+/* The root attributes of nw_ckpt__settings, each from its field of st. */
+static int nw_ckpt_w_settings(nw_ckpt_writer *w, hid_t f,
+                              const nw_ckpt_state *st) {
   for (int i = 0; i < nw_ckpt__n_settings; i++) {
     const nw_ckpt_setting *s = &nw_ckpt__settings[i];
     const char *p = (const char *)st + s->offset;
     int64_t i64;
     uint64_t u64;
     int32_t i32;
+    int rc = 0;
     switch (s->kind) {
     case NW_CKPT_I32:
       memcpy(&i32, p, sizeof i32);
@@ -339,6 +324,32 @@ static int nw_ckpt_w_contents(nw_ckpt_writer *w, hid_t f,
     if (rc < 0)
       return rc;
   }
+  return 0;
+}
+
+static int nw_ckpt_w_contents(nw_ckpt_writer *w, hid_t f,
+                              const nw_ckpt_state *st) {
+  int fault = nw_ckpt_fault("write") ? st->n_tensors / 2 : -1;
+  NW_TRY(nw_ckpt_w_names_config(w, f, st));
+  int nten = st->n_tensors;
+  NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_MODEL, st, st->params, 0, fault));
+  int has_opt = st->exp_avg != NULL;
+  if (has_opt) {
+    hid_t g = H5Gcreate2(f, NW_CKPT_OPT, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    if (g < 0)
+      return nw_ckpt_w_fail(w, "create group", NW_CKPT_OPT);
+    H5Gclose(g);
+    NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_EXP_AVG, st, st->exp_avg, nten, -1));
+    NW_TRY(nw_ckpt_w_group(w, f, NW_CKPT_EXP_AVG_SQ, st, st->exp_avg_sq,
+                           2 * nten, -1));
+  }
+
+  int32_t version = NW_CKPT_FORMAT_VERSION;
+  NW_TRY(nw_ckpt_w_attr(w, f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                        &version));
+  NW_TRY(nw_ckpt_w_attr(w, f, "has_optimizer", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                        &has_opt));
+  NW_TRY(nw_ckpt_w_settings(w, f, st));
   /* Last: a file without it was never finished. */
   int32_t complete = 1;
   return nw_ckpt_w_attr(w, f, "complete", H5T_STD_I32LE, H5T_NATIVE_INT32,
@@ -356,6 +367,49 @@ static int nw_ckpt_fsync_path(const char *path, int *saved_errno) {
   *saved_errno = errno;
   close(fd);
   return rc;
+}
+
+/* The property lists of a new checkpoint file: *fcpl, w->dcpl, w->gcpl.
+ * Links and attributes stay compact, i.e. messages in object headers, which
+ * the v1.8 format checksums; dense storage would put them in fractal heap
+ * blocks that carry no checksum. */
+static int nw_ckpt_w_plists(nw_ckpt_writer *w, hid_t fapl, hid_t *fcpl) {
+  *fcpl = H5Pcreate(H5P_FILE_CREATE);
+  w->dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  w->gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  if (fapl < 0 || *fcpl < 0 || w->dcpl < 0 || w->gcpl < 0 ||
+      H5Pset_layout(w->dcpl, H5D_CONTIGUOUS) < 0 ||
+      H5Pset_fill_time(w->dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+      H5Pset_link_phase_change(w->gcpl, NW_CKPT_MAX_COMPACT,
+                               NW_CKPT_MAX_COMPACT) < 0 ||
+      H5Pset_attr_phase_change(*fcpl, NW_CKPT_MAX_COMPACT,
+                               NW_CKPT_MAX_COMPACT) < 0)
+    return nw_ckpt_w_fail(w, "HDF5 property lists", NULL);
+  return 0;
+}
+
+/* The written temporary made durable under the checkpoint's name: flush,
+ * close (*f = -1 after), fsync, rename. */
+static int nw_ckpt_w_commit(nw_ckpt_writer *w, hid_t *f) {
+  int e = 0;
+  if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0)
+    return nw_ckpt_w_fail(w, "flush", w->tmp);
+  herr_t closed = H5Fclose(*f);
+  *f = -1;
+  if (closed < 0)
+    return nw_ckpt_w_fail(w, "close", w->tmp);
+  if (nw_ckpt_fsync_path(w->tmp, &e) != 0) {
+    snprintf(w->err, w->errlen, "%s: fsync %s: %s%s", w->path, w->tmp,
+             e == ENOSPC ? "disk full: " : "", strerror(e));
+    return NW_EIO;
+  }
+  if (rename(w->tmp, w->path) != 0) {
+    e = errno;
+    snprintf(w->err, w->errlen, "%s: rename %s: %s%s", w->path, w->tmp,
+             e == ENOSPC ? "disk full: " : "", strerror(e));
+    return NW_EIO;
+  }
+  return 0;
 }
 
 int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
@@ -377,23 +431,10 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
   }
 
   nw_ckpt__h5_init();
-  int rc = 0, e = 0;
-  hid_t fapl = nw_ckpt__fapl(), fcpl = H5Pcreate(H5P_FILE_CREATE), f = -1;
-  w.dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  w.gcpl = H5Pcreate(H5P_GROUP_CREATE);
-  /* Links and attributes stay compact, i.e. messages in object headers,
-   * which the v1.8 format checksums; dense storage would put them in
-   * fractal heap blocks that carry no checksum. */
-  if (fapl < 0 || fcpl < 0 || w.dcpl < 0 || w.gcpl < 0 ||
-      H5Pset_layout(w.dcpl, H5D_CONTIGUOUS) < 0 ||
-      H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER) < 0 ||
-      H5Pset_link_phase_change(w.gcpl, NW_CKPT_MAX_COMPACT,
-                               NW_CKPT_MAX_COMPACT) < 0 ||
-      H5Pset_attr_phase_change(fcpl, NW_CKPT_MAX_COMPACT, NW_CKPT_MAX_COMPACT) <
-          0) {
-    rc = nw_ckpt_w_fail(&w, "HDF5 property lists", NULL);
+  hid_t fapl = nw_ckpt__fapl(), fcpl = -1, f = -1;
+  int rc = nw_ckpt_w_plists(&w, fapl, &fcpl);
+  if (rc < 0)
     goto fail;
-  }
   f = H5Fcreate(w.tmp, H5F_ACC_TRUNC, fcpl, fapl);
   if (f < 0) {
     rc = nw_ckpt_w_fail(&w, "create", w.tmp);
@@ -402,31 +443,8 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
   nw_ckpt_crc_start(&w.crcq, st);
   rc = nw_ckpt_w_contents(&w, f, st);
   nw_ckpt_crc_stop(&w.crcq);
-  if (rc < 0)
+  if (rc < 0 || (rc = nw_ckpt_w_commit(&w, &f)) < 0)
     goto fail;
-  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
-    rc = nw_ckpt_w_fail(&w, "flush", w.tmp);
-    goto fail;
-  }
-  herr_t closed = H5Fclose(f);
-  f = -1;
-  if (closed < 0) {
-    rc = nw_ckpt_w_fail(&w, "close", w.tmp);
-    goto fail;
-  }
-  if (nw_ckpt_fsync_path(w.tmp, &e) != 0) {
-    snprintf(err, errlen, "%s: fsync %s: %s%s", path, w.tmp,
-             e == ENOSPC ? "disk full: " : "", strerror(e));
-    rc = NW_EIO;
-    goto fail;
-  }
-  if (rename(w.tmp, path) != 0) {
-    e = errno;
-    snprintf(err, errlen, "%s: rename %s: %s%s", path, w.tmp,
-             e == ENOSPC ? "disk full: " : "", strerror(e));
-    rc = NW_EIO;
-    goto fail;
-  }
   H5Pclose(w.gcpl);
   H5Pclose(w.dcpl);
   H5Pclose(fcpl);

@@ -201,6 +201,45 @@ out:
   return rc;
 }
 
+/* Reads dataset d (file space fs, dims rows of cols floats) through
+ * r->scratch, whole rows at a time, into *crc. */
+static int nw_ckpt_r_stream(nw_ckpt_reader *r, hid_t d, hid_t fs,
+                            const char *what, const hsize_t *dims, int nd,
+                            uint32_t *crc) {
+  hsize_t cols = nd == 2 ? dims[1] : 1;
+  hsize_t rows_per = NW_CKPT_VERIFY_CHUNK / cols;
+  if (rows_per == 0)
+    rows_per = 1;
+  float *buf = r->scratch;
+  float *own = NULL;
+  if (rows_per * cols > NW_CKPT_VERIFY_CHUNK) { /* one row > scratch */
+    own = buf = malloc(cols * sizeof(float));
+    if (!own) {
+      snprintf(r->err, r->errlen, "%s: %s: out of host memory", r->base, what);
+      return NW_EHOSTMEM;
+    }
+  }
+  int rc = 0;
+  for (hsize_t r0 = 0; r0 < dims[0] && rc == 0; r0 += rows_per) {
+    hsize_t start[2] = {r0, 0};
+    hsize_t count[2] = {dims[0] - r0 < rows_per ? dims[0] - r0 : rows_per,
+                        cols};
+    hsize_t n = count[0] * cols;
+    hid_t ms = H5Screate_simple(1, &n, NULL);
+    if (ms < 0 ||
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0)
+      rc = nw_ckpt_r_bad(r, what, 1, "read failed at row %llu",
+                         (unsigned long long)r0);
+    else
+      *crc = nw_crc32c(*crc, buf, (size_t)n * sizeof(float));
+    if (ms >= 0)
+      H5Sclose(ms);
+  }
+  free(own);
+  return rc;
+}
+
 /* One tensor dataset: float32 little-endian of exactly t's shape; read into
  * dst (or streamed through r->scratch when dst is NULL) and checksummed. */
 static int nw_ckpt_r_tensor(nw_ckpt_reader *r, hid_t g, const char *group,
@@ -211,7 +250,7 @@ static int nw_ckpt_r_tensor(nw_ckpt_reader *r, hid_t g, const char *group,
   if (d < 0)
     return nw_ckpt_r_bad(r, what, 1, "dataset missing");
   int rc = 0;
-  hid_t ft = H5Dget_type(d), fs = H5Dget_space(d), ms = -1;
+  hid_t ft = H5Dget_type(d), fs = H5Dget_space(d);
   hsize_t dims[NW_MAX_TENSOR_DIMS] = {0, 0};
   int nd = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
   if (ft < 0 || fs < 0 || nd < 0) {
@@ -242,49 +281,11 @@ static int nw_ckpt_r_tensor(nw_ckpt_reader *r, hid_t g, const char *group,
       goto out;
     }
     crc = nw_crc32c(0, dst, t->numel * sizeof(float));
-  } else {
-    /* Whole rows at a time, at most a scratch buffer's worth. */
-    hsize_t cols = nd == 2 ? dims[1] : 1;
-    hsize_t rows_per = NW_CKPT_VERIFY_CHUNK / cols;
-    if (rows_per == 0)
-      rows_per = 1;
-    float *buf = r->scratch;
-    float *own = NULL;
-    if (rows_per * cols > NW_CKPT_VERIFY_CHUNK) { /* one row > scratch */
-      own = buf = malloc(cols * sizeof(float));
-      if (!own) {
-        snprintf(r->err, r->errlen, "%s: %s: out of host memory", r->base,
-                 what);
-        rc = NW_EHOSTMEM;
-        goto out;
-      }
-    }
-    for (hsize_t r0 = 0; r0 < dims[0] && rc == 0; r0 += rows_per) {
-      hsize_t start[2] = {r0, 0};
-      hsize_t count[2] = {dims[0] - r0 < rows_per ? dims[0] - r0 : rows_per,
-                          cols};
-      hsize_t n = count[0] * cols;
-      ms = H5Screate_simple(1, &n, NULL);
-      if (ms < 0 ||
-          H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) <
-              0 ||
-          H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0)
-        rc = nw_ckpt_r_bad(r, what, 1, "read failed at row %llu",
-                           (unsigned long long)r0);
-      else
-        crc = nw_crc32c(crc, buf, (size_t)n * sizeof(float));
-      if (ms >= 0)
-        H5Sclose(ms);
-      ms = -1;
-    }
-    free(own);
-    if (rc < 0)
-      goto out;
+  } else if ((rc = nw_ckpt_r_stream(r, d, fs, what, dims, nd, &crc)) < 0) {
+    goto out;
   }
   rc = nw_ckpt_r_crc(r, d, what, crc);
 out:
-  if (ms >= 0)
-    H5Sclose(ms);
   if (fs >= 0)
     H5Sclose(fs);
   if (ft >= 0)

@@ -42,6 +42,64 @@ static void nw_ckpt_child(const char *path, int wfd, pid_t parent) {
   _exit(rc < 0 ? 1 : 0);
 }
 
+/* Reads the child's report from fd into msg (of size len, terminated)
+ * until EOF (the child's exit closes the pipe) or the deadline (0: none).
+ * Returns 1 when the deadline passed first. */
+static int nw_ckpt_read_report(int fd, double deadline, char *msg, size_t len,
+                               size_t *got) {
+  int timed_out = 0;
+  *got = 0;
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline > 0) {
+      double left = deadline - nw_clock_now();
+      if (left <= 0) {
+        timed_out = 1;
+        break;
+      }
+      wait_ms = (int)(left * 1000.0) + 1;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int pr = poll(&p, 1, wait_ms);
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr < 0)
+      break;
+    if (pr == 0)
+      continue; /* the deadline check above decides */
+    ssize_t r = read(fd, msg + *got, len - 1 - *got);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (r <= 0)
+      break;
+    *got += (size_t)r;
+    if (*got == len - 1)
+      break;
+  }
+  msg[*got] = 0;
+  return timed_out;
+}
+
+/* Reaps the child: it has closed its end, so it is exiting; still bounded
+ * by the deadline (0: none). Returns 1 when the deadline passed first;
+ * *reaped says whether *status is the child's. */
+static int nw_ckpt_reap(pid_t pid, double deadline, int *status, int *reaped) {
+  *reaped = 0;
+  for (;;) {
+    pid_t w = waitpid(pid, status, WNOHANG);
+    if (w == pid) {
+      *reaped = 1;
+      return 0;
+    }
+    if (w < 0 && errno != EINTR)
+      return 0; /* ECHILD: reaped elsewhere (SIGCHLD ignored); the pipe says */
+    if (deadline > 0 && nw_clock_now() >= deadline)
+      return 1;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
 int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
                             size_t errlen) {
   const char *base = nw_ckpt__base(path);
@@ -64,60 +122,14 @@ int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
   }
   close(pfd[1]);
 
-  /* Read the report until EOF (the child's exit closes the pipe) or the
-   * deadline. */
   double deadline = timeout_s > 0 ? nw_clock_now() + timeout_s : 0;
   char msg[1024];
   size_t got = 0;
-  int timed_out = 0;
-  for (;;) {
-    int wait_ms = -1;
-    if (timeout_s > 0) {
-      double left = deadline - nw_clock_now();
-      if (left <= 0) {
-        timed_out = 1;
-        break;
-      }
-      wait_ms = (int)(left * 1000.0) + 1;
-    }
-    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-    int pr = poll(&p, 1, wait_ms);
-    if (pr < 0 && errno == EINTR)
-      continue;
-    if (pr < 0)
-      break;
-    if (pr == 0)
-      continue; /* the deadline check above decides */
-    ssize_t r = read(pfd[0], msg + got, sizeof msg - 1 - got);
-    if (r < 0 && (errno == EINTR || errno == EAGAIN))
-      continue;
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-    if (got == sizeof msg - 1)
-      break;
-  }
+  int timed_out = nw_ckpt_read_report(pfd[0], deadline, msg, sizeof msg, &got);
   close(pfd[0]);
-  msg[got] = 0;
-
-  /* Reap: the child has closed its end, so it is exiting; still bounded by
-   * the deadline. */
   int status = 0, reaped = 0;
-  while (!timed_out) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) {
-      reaped = 1;
-      break;
-    }
-    if (w < 0 && errno != EINTR)
-      break; /* ECHILD: reaped elsewhere (SIGCHLD ignored); the pipe says */
-    if (timeout_s > 0 && nw_clock_now() >= deadline) {
-      timed_out = 1;
-      break;
-    }
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
+  if (!timed_out)
+    timed_out = nw_ckpt_reap(pid, deadline, &status, &reaped);
   if (timed_out) {
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

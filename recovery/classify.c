@@ -279,6 +279,176 @@ static void nw__train_rules(const nw_config *cfg, const nw_oom_report *rep,
           T, med, nw__mib(em.total), med, nw__mib(et.total), T);
 }
 
+/* What the rules share, resolved once from the report and the
+ * observations. */
+typedef struct {
+  const nw_config *cfg;     /* NULL: the estimator cannot be consulted */
+  nw_config ecfg;           /* cfg with the report's eval settings */
+  const nw_oom_report *rep; /* a report of this layout and a known phase */
+  const char *phase;
+  char run_id[NW_RUN_ID_MAX]; /* the supervisor's, else the report's */
+  nw__device dev;
+  nw__avail avail;
+  uint64_t use; /* what this phase needs at its peak, by the estimator */
+} nw__case;
+
+/* The report's first sentence, or why it cannot be read: 0 when the rules
+ * may go on. */
+static int nw__headline(const nw_oom_report *rep, nw_classification *out) {
+  if (rep->version != NW_OOM_REPORT_VERSION) {
+    nw__say(out, "The OOM report has layout version %d, not %d.", rep->version,
+            NW_OOM_REPORT_VERSION);
+    return -1;
+  }
+  if ((int)rep->phase < 0 || rep->phase >= NW_PHASE_COUNT) {
+    nw__say(out, "The OOM report names no known phase.");
+    return -1;
+  }
+  int rc = (int)rep->requested_category;
+  nw__say(out, "Out of memory in %s after step %d: %.1f MiB of %s refused.",
+          nw_phase_name(rep->phase), rep->step, nw__mib(rep->requested_bytes),
+          rc >= 0 && rc < NW_MEM_NCAT
+              ? nw_mem_category_name((nw_mem_category)rc)
+              : "memory");
+  return 0;
+}
+
+/* Fills k: who holds the device (saying so), what is available, and what
+ * this phase needs at its peak: the use rule 1 asks about ("would our use
+ * fit without the others?"). */
+static void nw__case_init(nw__case *k, const nw_config *cfg,
+                          const nw_oom_report *rep, const nw_observations *obs,
+                          nw_classification *out) {
+  k->cfg = cfg;
+  k->rep = rep;
+  k->phase = nw_phase_name(rep->phase);
+  /* The run id is the supervisor's; the report's only when it has none. */
+  k->run_id[0] = '\0';
+  const char *rid = obs->run_id[0] ? obs->run_id : rep->run_id;
+  if (memchr(rid, '\0', NW_RUN_ID_MAX))
+    snprintf(k->run_id, sizeof k->run_id, "%s", rid);
+  nw__sort_procs(rep, obs, k->run_id, out, &k->dev);
+  uint64_t held = rep->cached_bytes;
+  for (int c = 0; c < NW_MEM_NCAT; c++)
+    held += rep->live[c];
+  nw__available(cfg, rep, &k->dev, held, &k->avail);
+  k->use = held + rep->requested_bytes;
+  if (!cfg)
+    return;
+  k->ecfg = *cfg;
+  if (rep->set.eval_batch > 0)
+    k->ecfg.eval.batch = rep->set.eval_batch;
+  k->ecfg.eval.release_cache = rep->set.release_cache;
+  int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
+  int T = rep->seq_len > 0 ? rep->seq_len : cfg->model.max_seq_len;
+  nw_estimate e;
+  if (nw__is_train_phase(rep->phase))
+    nw_estimate_train(&k->ecfg, B, T, rep->kv_cache_bytes, &e);
+  else if (rep->phase == NW_PHASE_EVAL_FORWARD ||
+           rep->phase == NW_PHASE_EVAL_GENERATE)
+    nw_estimate_eval(&k->ecfg, T, &e);
+  else
+    nw_estimate_static(&k->ecfg, &e);
+  if (e.total > k->use)
+    k->use = e.total;
+}
+
+/* Rule 1, duplicate-process: 1 when it decided. */
+static int nw__rule_duplicate(const nw__case *k, nw_classification *out) {
+  const nw__device *dev = &k->dev;
+  if (dev->same_run > 0) {
+    out->cause = NW_CAUSE_DUPLICATE;
+    nw__say(out,
+            "%d other process(es) of run \"%s\" hold %.1f MiB of the "
+            "device.",
+            dev->same_run, k->run_id, nw__mib(dev->same_run_bytes));
+    return 1;
+  }
+  uint64_t capacity = k->avail.capacity, ceiling = capacity;
+  if (k->rep->cap_bytes > 0 && (ceiling == 0 || k->rep->cap_bytes < ceiling))
+    ceiling = k->rep->cap_bytes;
+  if (dev->other_bytes > 0 && capacity > 0 &&
+      k->use + dev->self_bytes <= ceiling &&
+      k->use + dev->self_bytes + dev->other_bytes > capacity) {
+    out->cause = NW_CAUSE_DUPLICATE;
+    nw__say(out,
+            "Other processes hold %.1f MiB of the %.1f MiB device; without "
+            "them this %s would fit (it needs %.1f MiB).",
+            nw__mib(dev->other_bytes), nw__mib(capacity), k->phase,
+            nw__mib(k->use));
+    return 1;
+  }
+  return 0;
+}
+
+/* Rule 2, eval-cache: a failure in evaluation, or kv-cache still live in
+ * training or at a checkpoint. 1 when it decided. */
+static int nw__rule_eval_cache(const nw__case *k, nw_classification *out) {
+  const nw_oom_report *rep = k->rep;
+  if (rep->phase == NW_PHASE_EVAL_FORWARD ||
+      rep->phase == NW_PHASE_EVAL_GENERATE) {
+    out->cause = NW_CAUSE_EVAL_CACHE;
+    nw__say(out,
+            "The failure came during evaluation (%s, eval batch %d, "
+            "release_cache %d) with %.1f MiB of kv-cache live.",
+            k->phase, rep->set.eval_batch, rep->set.release_cache,
+            nw__mib(rep->kv_cache_bytes));
+    if (k->cfg) {
+      nw__say_avail(out, &k->avail);
+      nw__say(out, "An evaluation needs at least %.1f MiB.", nw__mib(k->use));
+    }
+    return 1;
+  }
+  if (rep->kv_cache_bytes == 0 ||
+      !(nw__is_train_phase(rep->phase) || rep->phase == NW_PHASE_CHECKPOINT))
+    return 0;
+  out->cause = NW_CAUSE_EVAL_CACHE;
+  if (rep->steps_since_eval >= 0)
+    nw__say(out,
+            "kv-cache held %.1f MiB during %s, %d step%s after the "
+            "evaluation at step %d.",
+            nw__mib(rep->kv_cache_bytes), k->phase, rep->steps_since_eval,
+            rep->steps_since_eval == 1 ? "" : "s",
+            rep->step - rep->steps_since_eval);
+  else
+    nw__say(out, "kv-cache held %.1f MiB during %s.",
+            nw__mib(rep->kv_cache_bytes), k->phase);
+  if (k->cfg && nw__is_train_phase(rep->phase)) {
+    int B = rep->set.micro > 0 ? rep->set.micro : k->cfg->batch.micro;
+    int T = rep->seq_len > 0 ? rep->seq_len : k->cfg->model.max_seq_len;
+    nw_estimate e;
+    nw_estimate_train(&k->ecfg, B, T, 0, &e);
+    nw__say_avail(out, &k->avail);
+    nw__say(out, "Without the cache the step needs %.1f MiB.",
+            nw__mib(e.total));
+  }
+  return 1;
+}
+
+/* Neither batch nor length can help when the model's own state does not
+ * fit; nor at init or checkpoint, where no batch is in flight. 1 when that
+ * is so (the cause stays unknown). */
+static int nw__no_batch_remedy(const nw__case *k, nw_classification *out) {
+  nw_estimate st;
+  nw_estimate_static(&k->ecfg, &st);
+  if (k->avail.known && st.total > k->avail.avail) {
+    nw__say(out,
+            "Parameters, gradients and optimizer state alone need %.1f MiB "
+            "of the %.1f MiB available: no batch or length setting helps.",
+            nw__mib(st.total), nw__mib(k->avail.avail));
+    return 1;
+  }
+  if (k->rep->phase == NW_PHASE_INIT || k->rep->phase == NW_PHASE_CHECKPOINT) {
+    nw__say_avail(out, &k->avail);
+    nw__say(out,
+            "Parameters, gradients and optimizer state need %.1f MiB; the "
+            "failure in %s is not explained by batch or length settings.",
+            nw__mib(st.total), k->phase);
+    return 1;
+  }
+  return 0;
+}
+
 void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
                  const nw_observations *obs_in, nw_classification *out) {
   if (!out)
@@ -292,148 +462,16 @@ void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
     nw__no_report(obs, out);
     return;
   }
-  if (rep->version != NW_OOM_REPORT_VERSION) {
-    nw__say(out, "The OOM report has layout version %d, not %d.", rep->version,
-            NW_OOM_REPORT_VERSION);
+  if (nw__headline(rep, out) < 0)
     return;
-  }
-  if ((int)rep->phase < 0 || rep->phase >= NW_PHASE_COUNT) {
-    nw__say(out, "The OOM report names no known phase.");
+  nw__case k;
+  nw__case_init(&k, cfg, rep, obs, out);
+  if (nw__rule_duplicate(&k, out) || nw__rule_eval_cache(&k, out))
     return;
-  }
-  const char *phase = nw_phase_name(rep->phase);
-  int rc = (int)rep->requested_category;
-  nw__say(out, "Out of memory in %s after step %d: %.1f MiB of %s refused.",
-          phase, rep->step, nw__mib(rep->requested_bytes),
-          rc >= 0 && rc < NW_MEM_NCAT
-              ? nw_mem_category_name((nw_mem_category)rc)
-              : "memory");
-
-  /* The run id is the supervisor's; the report's only when it has none. */
-  char run_id[NW_RUN_ID_MAX] = "";
-  const char *rid = obs->run_id[0] ? obs->run_id : rep->run_id;
-  if (memchr(rid, '\0', NW_RUN_ID_MAX))
-    snprintf(run_id, sizeof run_id, "%s", rid);
-
-  nw__device dev;
-  nw__sort_procs(rep, obs, run_id, out, &dev);
-
-  uint64_t held = rep->cached_bytes;
-  for (int c = 0; c < NW_MEM_NCAT; c++)
-    held += rep->live[c];
-  nw__avail avail;
-  nw__available(cfg, rep, &dev, held, &avail);
-
-  /* What this phase needs at its peak, by the estimator: the use rule 1
-   * asks about ("would our use fit without the others?"). */
-  uint64_t use = held + rep->requested_bytes;
-  nw_config ecfg;
-  if (cfg) {
-    ecfg = *cfg;
-    if (rep->set.eval_batch > 0)
-      ecfg.eval.batch = rep->set.eval_batch;
-    ecfg.eval.release_cache = rep->set.release_cache;
-    int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
-    int T = rep->seq_len > 0 ? rep->seq_len : cfg->model.max_seq_len;
-    nw_estimate e;
-    if (nw__is_train_phase(rep->phase))
-      nw_estimate_train(&ecfg, B, T, rep->kv_cache_bytes, &e);
-    else if (rep->phase == NW_PHASE_EVAL_FORWARD ||
-             rep->phase == NW_PHASE_EVAL_GENERATE)
-      nw_estimate_eval(&ecfg, T, &e);
-    else
-      nw_estimate_static(&ecfg, &e);
-    if (e.total > use)
-      use = e.total;
-  }
-
-  /* 1. duplicate-process */
-  if (dev.same_run > 0) {
-    out->cause = NW_CAUSE_DUPLICATE;
-    nw__say(out,
-            "%d other process(es) of run \"%s\" hold %.1f MiB of the "
-            "device.",
-            dev.same_run, run_id, nw__mib(dev.same_run_bytes));
+  if (cfg && nw__no_batch_remedy(&k, out))
     return;
-  }
-  uint64_t ceiling = avail.capacity;
-  if (rep->cap_bytes > 0 && (ceiling == 0 || rep->cap_bytes < ceiling))
-    ceiling = rep->cap_bytes;
-  if (dev.other_bytes > 0 && avail.capacity > 0 &&
-      use + dev.self_bytes <= ceiling &&
-      use + dev.self_bytes + dev.other_bytes > avail.capacity) {
-    out->cause = NW_CAUSE_DUPLICATE;
-    nw__say(out,
-            "Other processes hold %.1f MiB of the %.1f MiB device; without "
-            "them this %s would fit (it needs %.1f MiB).",
-            nw__mib(dev.other_bytes), nw__mib(avail.capacity), phase,
-            nw__mib(use));
-    return;
-  }
-
-  /* 2. eval-cache */
-  if (rep->phase == NW_PHASE_EVAL_FORWARD ||
-      rep->phase == NW_PHASE_EVAL_GENERATE) {
-    out->cause = NW_CAUSE_EVAL_CACHE;
-    nw__say(out,
-            "The failure came during evaluation (%s, eval batch %d, "
-            "release_cache %d) with %.1f MiB of kv-cache live.",
-            phase, rep->set.eval_batch, rep->set.release_cache,
-            nw__mib(rep->kv_cache_bytes));
-    if (cfg) {
-      nw__say_avail(out, &avail);
-      nw__say(out, "An evaluation needs at least %.1f MiB.", nw__mib(use));
-    }
-    return;
-  }
-  if (rep->kv_cache_bytes > 0 &&
-      (nw__is_train_phase(rep->phase) || rep->phase == NW_PHASE_CHECKPOINT)) {
-    out->cause = NW_CAUSE_EVAL_CACHE;
-    if (rep->steps_since_eval >= 0)
-      nw__say(out,
-              "kv-cache held %.1f MiB during %s, %d step%s after the "
-              "evaluation at step %d.",
-              nw__mib(rep->kv_cache_bytes), phase, rep->steps_since_eval,
-              rep->steps_since_eval == 1 ? "" : "s",
-              rep->step - rep->steps_since_eval);
-    else
-      nw__say(out, "kv-cache held %.1f MiB during %s.",
-              nw__mib(rep->kv_cache_bytes), phase);
-    if (cfg && nw__is_train_phase(rep->phase)) {
-      int B = rep->set.micro > 0 ? rep->set.micro : cfg->batch.micro;
-      int T = rep->seq_len > 0 ? rep->seq_len : cfg->model.max_seq_len;
-      nw_estimate e;
-      nw_estimate_train(&ecfg, B, T, 0, &e);
-      nw__say_avail(out, &avail);
-      nw__say(out, "Without the cache the step needs %.1f MiB.",
-              nw__mib(e.total));
-    }
-    return;
-  }
-
-  /* Neither batch nor length can help when the model's own state does not
-   * fit; nor at init or checkpoint, where no batch is in flight. */
-  if (cfg) {
-    nw_estimate st;
-    nw_estimate_static(&ecfg, &st);
-    if (avail.known && st.total > avail.avail) {
-      nw__say(out,
-              "Parameters, gradients and optimizer state alone need %.1f MiB "
-              "of the %.1f MiB available: no batch or length setting helps.",
-              nw__mib(st.total), nw__mib(avail.avail));
-      return;
-    }
-    if (rep->phase == NW_PHASE_INIT || rep->phase == NW_PHASE_CHECKPOINT) {
-      nw__say_avail(out, &avail);
-      nw__say(out,
-              "Parameters, gradients and optimizer state need %.1f MiB; the "
-              "failure in %s is not explained by batch or length settings.",
-              nw__mib(st.total), phase);
-      return;
-    }
-  }
   if (!nw__is_train_phase(rep->phase)) {
-    nw__say(out, "No rule applies to a failure in %s.", phase);
+    nw__say(out, "No rule applies to a failure in %s.", k.phase);
     return;
   }
   if (!cfg) {
@@ -442,5 +480,5 @@ void nw_classify(const nw_config *cfg, const nw_oom_report *rep,
     return;
   }
   /* 3. sequence-length, 4. activation */
-  nw__train_rules(&ecfg, rep, &avail, out);
+  nw__train_rules(&k.ecfg, rep, &k.avail, out);
 }

@@ -239,15 +239,15 @@ static int nw__vdev_init(int fd, const char *shm, uint64_t capacity,
   return 0;
 }
 
-/* Maps a segment another process created, waiting (bounded) for its creator
- * to publish the magic, and refuses anything that is not a device of this
- * layout. */
-static int nw__vdev_attach(int fd, const char *shm, nw__vdev_shm **out,
-                           char *err, size_t errlen) {
-  const char *why = "never initialised (its creator died?)";
-  char whybuf[128];
-  int tries;
-  for (tries = 0; tries < NW_VDEV_WAIT_TRIES; tries++) {
+/* Waits (bounded) for the creator of the segment to publish its header,
+ * and checks the header against this layout. 0 with *why NULL when it is
+ * a device of this layout, 0 with *why saying why not (it may point into
+ * whybuf), or NW_ESYS with err set. */
+static int nw__vdev_header(int fd, const char *shm, const char **why,
+                           char *whybuf, size_t whylen, char *err,
+                           size_t errlen) {
+  *why = "never initialised (its creator died?)";
+  for (int tries = 0; tries < NW_VDEV_WAIT_TRIES; tries++) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
       nw__vdev_err(err, errlen, NW_VDEV_SHM_DIR "%s: fstat: %s", shm,
@@ -264,8 +264,8 @@ static int nw__vdev_attach(int fd, const char *shm, nw__vdev_shm **out,
       uint64_t size;
     } h;
     if ((size_t)st.st_size < sizeof h) {
-      why = "too small";
-      break;
+      *why = "too small";
+      return 0;
     }
     if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
       nw__vdev_err(err, errlen, NW_VDEV_SHM_DIR "%s: read: %s", shm,
@@ -276,28 +276,33 @@ static int nw__vdev_attach(int fd, const char *shm, nw__vdev_shm **out,
       nw__vdev_sleep_10ms();
       continue;
     }
-    if (h.magic != NW_VDEV_MAGIC) {
-      why = "bad magic";
-      break;
-    }
-    if (h.version != NW_VDEV_VERSION) {
-      snprintf(whybuf, sizeof whybuf,
+    *why = whybuf;
+    if (h.magic != NW_VDEV_MAGIC)
+      *why = "bad magic";
+    else if (h.version != NW_VDEV_VERSION)
+      snprintf(whybuf, whylen,
                "layout version %" PRIu32 ", this build reads %u", h.version,
                NW_VDEV_VERSION);
-      why = whybuf;
-      break;
-    }
-    if ((uint64_t)st.st_size != sizeof(nw__vdev_shm) ||
-        h.size != sizeof(nw__vdev_shm)) {
-      snprintf(whybuf, sizeof whybuf,
+    else if ((uint64_t)st.st_size != sizeof(nw__vdev_shm) ||
+             h.size != sizeof(nw__vdev_shm))
+      snprintf(whybuf, whylen,
                "size %lld bytes (header says %" PRIu64 "), expected %zu",
                (long long)st.st_size, h.size, sizeof(nw__vdev_shm));
-      why = whybuf;
-      break;
-    }
-    why = NULL;
-    break;
+    else
+      *why = NULL;
+    return 0;
   }
+  return 0;
+}
+
+/* Maps a segment another process created, waiting (bounded) for its creator
+ * to publish the magic, and refuses anything that is not a device of this
+ * layout. */
+static int nw__vdev_attach(int fd, const char *shm, nw__vdev_shm **out,
+                           char *err, size_t errlen) {
+  const char *why;
+  char whybuf[128];
+  NW_TRY(nw__vdev_header(fd, shm, &why, whybuf, sizeof whybuf, err, errlen));
   nw__vdev_shm *m = MAP_FAILED;
   if (!why) {
     m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -378,6 +383,70 @@ static int nw__vdev_map(const char *name, int create, uint64_t capacity,
   return NW_EBUSY;
 }
 
+/* Maps v's segment: an existing one when capacity is 0, else created if
+ * need be and of that capacity. 0, or an error with err set. */
+static int nw__vdev_open_map(nw_vdev *v, uint64_t capacity, char *err,
+                             size_t errlen) {
+  const char *name = v->name;
+  int rc;
+  if (capacity == 0) {
+    rc = nw__vdev_map(name, 0, 0, &v->shm, err, errlen);
+    if (rc == NW_ENOTFOUND) {
+      nw__vdev_err(err, errlen,
+                   "virtual device %s does not exist and capacity 0 cannot "
+                   "create it",
+                   name);
+      rc = NW_ECONFIG;
+    }
+  } else {
+    rc = nw__vdev_map(name, 1, capacity, &v->shm, err, errlen);
+  }
+  if (rc < 0)
+    return rc;
+  if (capacity != 0 && v->shm->capacity != capacity) {
+    nw__vdev_err(err, errlen,
+                 "virtual device %s exists with capacity %" PRIu64
+                 " bytes, not the requested %" PRIu64,
+                 name, v->shm->capacity, capacity);
+    munmap(v->shm, sizeof *v->shm);
+    return NW_ECONFIG;
+  }
+  return 0;
+}
+
+/* Takes a free process slot of the mapped device for this process. 0, or
+ * an error with err set. */
+static int nw__vdev_claim_slot(nw_vdev *v, uint64_t self_start,
+                               const char *run_id, char *err, size_t errlen) {
+  nw__vdev_shm *shm = v->shm;
+  int rc = nw__vdev_lock(shm);
+  if (rc < 0) {
+    nw__vdev_err(err, errlen,
+                 "virtual device %s: cannot take its lock" NW__VDEV_HINT "%s",
+                 v->name, v->name);
+    return rc;
+  }
+  for (int i = 0; i < NW_VDEV_SLOTS; i++) {
+    nw__vdev_slot *s = &shm->slots[i];
+    if (s->pid != 0)
+      continue;
+    s->uid = (uint32_t)getuid();
+    s->start_time = self_start;
+    s->bytes = 0;
+    snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
+    s->pid = v->pid;
+    v->slot = i;
+    break;
+  }
+  nw__vdev_unlock(shm);
+  if (v->slot < 0) {
+    nw__vdev_err(err, errlen, "virtual device %s: all %d process slots taken",
+                 v->name, NW_VDEV_SLOTS);
+    return NW_EBUSY;
+  }
+  return 0;
+}
+
 int nw_vdev_open(nw_vdev **out, const char *name, uint64_t capacity,
                  const char *run_id, char *err, size_t errlen) {
   *out = NULL;
@@ -404,58 +473,12 @@ int nw_vdev_open(nw_vdev **out, const char *name, uint64_t capacity,
   snprintf(v->name, sizeof v->name, "%s", name);
   v->pid = getpid();
   v->slot = -1;
-
-  int rc;
-  if (capacity == 0) {
-    rc = nw__vdev_map(name, 0, 0, &v->shm, err, errlen);
-    if (rc == NW_ENOTFOUND) {
-      nw__vdev_err(err, errlen,
-                   "virtual device %s does not exist and capacity 0 cannot "
-                   "create it",
-                   name);
-      rc = NW_ECONFIG;
-    }
-  } else {
-    rc = nw__vdev_map(name, 1, capacity, &v->shm, err, errlen);
-  }
+  int rc = nw__vdev_open_map(v, capacity, err, errlen);
   if (rc < 0)
     goto fail_map;
-
-  nw__vdev_shm *shm = v->shm;
-  if (capacity != 0 && shm->capacity != capacity) {
-    nw__vdev_err(err, errlen,
-                 "virtual device %s exists with capacity %" PRIu64
-                 " bytes, not the requested %" PRIu64,
-                 name, shm->capacity, capacity);
-    rc = NW_ECONFIG;
+  rc = nw__vdev_claim_slot(v, self_start, run_id, err, errlen);
+  if (rc < 0)
     goto fail_lock;
-  }
-  rc = nw__vdev_lock(shm);
-  if (rc < 0) {
-    nw__vdev_err(err, errlen,
-                 "virtual device %s: cannot take its lock" NW__VDEV_HINT "%s",
-                 name, name);
-    goto fail_lock;
-  }
-  for (int i = 0; i < NW_VDEV_SLOTS; i++) {
-    nw__vdev_slot *s = &shm->slots[i];
-    if (s->pid != 0)
-      continue;
-    s->uid = (uint32_t)getuid();
-    s->start_time = self_start;
-    s->bytes = 0;
-    snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
-    s->pid = v->pid;
-    v->slot = i;
-    break;
-  }
-  nw__vdev_unlock(shm);
-  if (v->slot < 0) {
-    nw__vdev_err(err, errlen, "virtual device %s: all %d process slots taken",
-                 name, NW_VDEV_SLOTS);
-    rc = NW_EBUSY;
-    goto fail_lock;
-  }
   *out = v;
   return 0;
 

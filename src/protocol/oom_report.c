@@ -146,6 +146,33 @@ static void nw_get_categories(nw_reader *rd, const char *key, uint64_t *out) {
         (uint64_t)nw_get_int(rd, o, nw_mem_category_name((nw_mem_category)c));
 }
 
+/* The other processes on the device, and the note that says when that
+ * list is not complete. */
+static void nw_get_procs(nw_reader *rd, json_t *root, nw_oom_report *r) {
+  /* optional: present only when the process list is not complete */
+  json_t *note = json_object_get(root, "device_note");
+  if (json_is_string(note))
+    snprintf(r->device_note, sizeof r->device_note, "%s",
+             json_string_value(note));
+  json_t *procs = json_object_get(root, "device_processes");
+  if (!rd->failed && !json_is_array(procs)) {
+    snprintf(rd->err, rd->errlen, "%s: field device_processes: not an array",
+             rd->path);
+    rd->failed = 1;
+  }
+  size_t i;
+  json_t *p;
+  json_array_foreach(procs, i, p) {
+    if (r->n_procs >= NW_OOM_MAX_PROCS)
+      break;
+    nw_device_proc *dp = &r->procs[r->n_procs++];
+    dp->pid = (int)nw_get_int(rd, p, "pid");
+    dp->uid = (unsigned)nw_get_int(rd, p, "uid");
+    nw_get_str(rd, p, "run_id", dp->run_id, sizeof dp->run_id);
+    dp->bytes = (uint64_t)nw_get_int(rd, p, "bytes");
+  }
+}
+
 int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
                        size_t errlen) {
   memset(r, 0, sizeof *r);
@@ -206,27 +233,7 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
   json_t *b = json_object_get(root, "emergency_checkpoint");
   r->emergency_checkpoint = json_is_true(b);
   nw_get_str(&rd, root, "checkpoint", r->checkpoint, sizeof r->checkpoint);
-  /* optional: present only when the process list is not complete */
-  json_t *note = json_object_get(root, "device_note");
-  if (json_is_string(note))
-    snprintf(r->device_note, sizeof r->device_note, "%s",
-             json_string_value(note));
-  json_t *procs = json_object_get(root, "device_processes");
-  if (!rd.failed && !json_is_array(procs)) {
-    snprintf(err, errlen, "%s: field device_processes: not an array", path);
-    rd.failed = 1;
-  }
-  size_t i;
-  json_t *p;
-  json_array_foreach(procs, i, p) {
-    if (r->n_procs >= NW_OOM_MAX_PROCS)
-      break;
-    nw_device_proc *dp = &r->procs[r->n_procs++];
-    dp->pid = (int)nw_get_int(&rd, p, "pid");
-    dp->uid = (unsigned)nw_get_int(&rd, p, "uid");
-    nw_get_str(&rd, p, "run_id", dp->run_id, sizeof dp->run_id);
-    dp->bytes = (uint64_t)nw_get_int(&rd, p, "bytes");
-  }
+  nw_get_procs(&rd, root, r);
   json_decref(root);
   return rd.failed ? NW_EDATA : 0;
 }
