@@ -67,117 +67,168 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv) {
-  char dir[NW_PATH_MAX];
+/* The directory to write into: argv[1], else a fresh one under /tmp. */
+static int bench_dir(int argc, char **argv, char *dir, size_t len) {
   if (argc > 1 && argv[1][0]) {
-    snprintf(dir, sizeof dir, "%s", argv[1]);
+    snprintf(dir, len, "%s", argv[1]);
     char err[512];
     if (nw_mkdir_p(dir, err, sizeof err) < 0) {
       fprintf(stderr, "%s\n", err);
-      return 1;
+      return -1;
     }
-  } else {
-    snprintf(dir, sizeof dir, "/tmp/nwbench-ckpt-XXXXXX");
-    if (!mkdtemp(dir)) {
-      perror("mkdtemp");
-      return 1;
-    }
+    return 0;
   }
-  int reps = argc > 2 ? atoi(argv[2]) : 5;
-  if (reps < 1 || reps > 50)
-    reps = 5;
+  snprintf(dir, len, "/tmp/nwbench-ckpt-XXXXXX");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return -1;
+  }
+  return 0;
+}
 
+/* The GPT-2-small state to write: the model's parameters and two moments
+ * of values that are not all alike. */
+typedef struct {
+  nw_mem *mem;
+  nw_model *model;
+  nw_tensor_info *tensors;
+  float *m1, *m2;
+  char *text;   /* the config as INI */
+  size_t bytes; /* of each of the three arrays */
+  nw_ckpt_state st;
+} bench_state;
+
+static int bench_setup(bench_state *b) {
   nw_model_config shape = {.n_layer = 12,
                            .n_head = 12,
                            .n_embd = 768,
                            .vocab_size = 50257,
                            .max_seq_len = 1024};
-  nw_mem *mem = NULL;
-  nw_model *model = NULL;
-  if (nw_mem_create(&mem, 0) != 0 ||
-      nw_model_create(&model, &shape, &nw_backend_cpu, mem, 1) != 0) {
+  if (nw_mem_create(&b->mem, 0) != 0 ||
+      nw_model_create(&b->model, &shape, &nw_backend_cpu, b->mem, 1) != 0) {
     fprintf(stderr, "cannot build the GPT-2-small model\n");
-    return 1;
+    return -1;
   }
-  size_t np = nw_model_num_params(model), bytes = np * sizeof(float);
-  int nt = nw_model_num_tensors(model);
-  nw_tensor_info *tensors = malloc((size_t)nt * sizeof *tensors);
-  float *m1 = malloc(bytes), *m2 = malloc(bytes);
-  if (!tensors || !m1 || !m2) {
+  size_t np = nw_model_num_params(b->model);
+  int nt = nw_model_num_tensors(b->model);
+  b->bytes = np * sizeof(float);
+  b->tensors = malloc((size_t)nt * sizeof *b->tensors);
+  b->m1 = malloc(b->bytes);
+  b->m2 = malloc(b->bytes);
+  b->text = malloc(65536);
+  if (!b->tensors || !b->m1 || !b->m2 || !b->text) {
     fprintf(stderr, "out of memory\n");
-    return 1;
+    return -1;
   }
   for (int i = 0; i < nt; i++)
-    tensors[i] = *nw_model_tensor(model, i);
+    b->tensors[i] = *nw_model_tensor(b->model, i);
   for (size_t i = 0; i < np; i++) { /* values that are not all alike */
-    m1[i] = (float)(i % 1000) * 1e-6f;
-    m2[i] = (float)(i % 777) * 1e-9f;
+    b->m1[i] = (float)(i % 1000) * 1e-6f;
+    b->m2[i] = (float)(i % 777) * 1e-9f;
   }
   nw_config cfg;
   nw_config_defaults(&cfg);
   cfg.model = shape;
-  static char text[65536];
-  nw_config_dump(&cfg, text, sizeof text);
-  nw_ckpt_state st = {.step = 1000,
-                      .effective = 8,
-                      .micro = 8,
-                      .accum = 1,
-                      .world = 1,
-                      .max_seq_len = 1024,
-                      .eval_batch = 8,
-                      .last_eval_step = -1,
-                      .shape = shape,
-                      .config_text = text,
-                      .n_tensors = nt,
-                      .tensors = tensors,
-                      .num_params = np,
-                      .params = nw_model_params(model),
-                      .exp_avg = m1,
-                      .exp_avg_sq = m2};
-  float *arrays[3] = {st.params, m1, m2};
-  double total = 3.0 * (double)bytes;
+  nw_config_dump(&cfg, b->text, 65536);
+  b->st = (nw_ckpt_state){.step = 1000,
+                          .effective = 8,
+                          .micro = 8,
+                          .accum = 1,
+                          .world = 1,
+                          .max_seq_len = 1024,
+                          .eval_batch = 8,
+                          .last_eval_step = -1,
+                          .shape = shape,
+                          .config_text = b->text,
+                          .n_tensors = nt,
+                          .tensors = b->tensors,
+                          .num_params = np,
+                          .params = nw_model_params(b->model),
+                          .exp_avg = b->m1,
+                          .exp_avg_sq = b->m2};
+  return 0;
+}
+
+static void bench_free(bench_state *b) {
+  free(b->tensors);
+  free(b->m1);
+  free(b->m2);
+  free(b->text);
+  nw_model_destroy(b->model);
+  nw_mem_destroy(b->mem);
+}
+
+/* One checkpoint write and its verification, timed into *tc and *tv. */
+static int bench_ckpt_once(const char *path, const nw_ckpt_state *st,
+                           double *tc, double *tv) {
+  char err[512];
+  double t0 = nw_clock_now();
+  int rc = nw_ckpt_write(path, st, err, sizeof err);
+  *tc = nw_clock_now() - t0;
+  if (rc != 0) {
+    fprintf(stderr, "nw_ckpt_write: %s\n", err);
+    return -1;
+  }
+  t0 = nw_clock_now();
+  rc = nw_ckpt_verify(path, err, sizeof err);
+  *tv = nw_clock_now() - t0;
+  if (rc != 0) {
+    fprintf(stderr, "nw_ckpt_verify: %s\n", err);
+    return -1;
+  }
+  unlink(path);
+  return 0;
+}
+
+/* Rep r: a plain write and a checkpoint, alternating which goes first. */
+static int bench_rep(int r, const char *plain, const char *path,
+                     const bench_state *b, double *tp, double *tc, double *tv) {
+  float *arrays[3] = {b->st.params, b->m1, b->m2};
+  for (int k = 0; k < 2; k++) {
+    /* Each timing starts from a quiet disk: the previous file's unlink
+     * and writeback are finished. */
+    sync();
+    sleep(1);
+    if ((k == 0) == (r % 2 == 0)) {
+      *tp = plain_write(plain, arrays, 3, b->bytes);
+      unlink(plain);
+      if (*tp < 0)
+        return -1;
+    } else if (bench_ckpt_once(path, &b->st, tc, tv) < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  char dir[NW_PATH_MAX];
+  if (bench_dir(argc, argv, dir, sizeof dir) < 0)
+    return 1;
+  int reps = argc > 2 ? atoi(argv[2]) : 5;
+  if (reps < 1 || reps > 50)
+    reps = 5;
+  bench_state b = {0};
+  if (bench_setup(&b) < 0)
+    return 1;
+  double total = 3.0 * (double)b.bytes;
   printf("GPT-2 small: %zu parameters, %d tensors, %.3f GB per checkpoint, "
          "directory %s\n",
-         np, nt, total / 1e9, dir);
+         b.st.num_params, b.st.n_tensors, total / 1e9, dir);
 
-  char plain[NW_PATH_MAX + 32], path[NW_PATH_MAX], err[512];
+  char plain[NW_PATH_MAX + 32], path[NW_PATH_MAX];
   snprintf(plain, sizeof plain, "%s/plain.bin", dir);
   nw_ckpt_path(dir, 1000, path, sizeof path);
   double tp[50], tc[50], tv[50];
   /* Untimed: the first 1.5 GB written by a process runs at a fraction of
    * the rate of the next (page cache growth), whichever writer goes first. */
-  if (plain_write(plain, arrays, 3, bytes) < 0)
+  float *arrays[3] = {b.st.params, b.m1, b.m2};
+  if (plain_write(plain, arrays, 3, b.bytes) < 0)
     return 1;
   unlink(plain);
   for (int r = 0; r < reps; r++) {
-    for (int k = 0; k < 2; k++) {
-      /* Each timing starts from a quiet disk: the previous file's unlink
-       * and writeback are finished. */
-      sync();
-      sleep(1);
-      if ((k == 0) == (r % 2 == 0)) {
-        tp[r] = plain_write(plain, arrays, 3, bytes);
-        unlink(plain);
-        if (tp[r] < 0)
-          return 1;
-      } else {
-        double t0 = nw_clock_now();
-        int rc = nw_ckpt_write(path, &st, err, sizeof err);
-        tc[r] = nw_clock_now() - t0;
-        if (rc != 0) {
-          fprintf(stderr, "nw_ckpt_write: %s\n", err);
-          return 1;
-        }
-        t0 = nw_clock_now();
-        rc = nw_ckpt_verify(path, err, sizeof err);
-        tv[r] = nw_clock_now() - t0;
-        if (rc != 0) {
-          fprintf(stderr, "nw_ckpt_verify: %s\n", err);
-          return 1;
-        }
-        unlink(path);
-      }
-    }
+    if (bench_rep(r, plain, path, &b, &tp[r], &tc[r], &tv[r]) < 0)
+      return 1;
     printf("rep %d: plain %.3f s (%.0f MB/s), checkpoint %.3f s (%.0f MB/s), "
            "verify %.3f s (%.0f MB/s)\n",
            r, tp[r], total / tp[r] / 1e6, tc[r], total / tc[r] / 1e6, tv[r],
@@ -197,10 +248,6 @@ int main(int argc, char **argv) {
   rmdir(ckdir);
   if (argc <= 1 || !argv[1][0])
     rmdir(dir);
-  free(tensors);
-  free(m1);
-  free(m2);
-  nw_model_destroy(model);
-  nw_mem_destroy(mem);
+  bench_free(&b);
   return 0;
 }

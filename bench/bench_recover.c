@@ -105,6 +105,98 @@ static double num(json_t *o, const char *k) {
   return json_number_value(json_object_get(o, k));
 }
 
+/* The names of one repetition: its run directory, device, run id, policy
+ * file and log. */
+typedef struct {
+  char dir[PATH_MAX], dev[64], devset[96], runid[96], rid[64], mem[64];
+  char pol[PATH_MAX + 16], log[PATH_MAX + 16];
+} rep_names;
+
+/* Names repetition r's files and writes its policy: kill the duplicate,
+ * no backoff. */
+static int rep_prepare(rep_names *n, int r, uint64_t cap) {
+  snprintf(n->dir, sizeof n->dir, "/tmp/nw-bench-recover-XXXXXX");
+  if (!mkdtemp(n->dir))
+    return -1;
+  snprintf(n->dev, sizeof n->dev, "nwbr-%d-%d", (int)getpid(), r);
+  snprintf(n->devset, sizeof n->devset, "device.name=%s", n->dev);
+  snprintf(n->rid, sizeof n->rid, "bench-recover-%d-%d", (int)getpid(), r);
+  snprintf(n->runid, sizeof n->runid, "run.id=%s", n->rid);
+  snprintf(n->mem, sizeof n->mem, "device.memory=%llu",
+           (unsigned long long)cap);
+  snprintf(n->pol, sizeof n->pol, "%s.policy", n->dir);
+  snprintf(n->log, sizeof n->log, "%s.log", n->dir);
+  FILE *pf = fopen(n->pol, "w");
+  if (!pf)
+    return -1;
+  fputs("[duplicate-process]\nactions = kill-duplicate\ngrace_seconds = "
+        "5\n[limits]\nbackoff_initial_seconds = 0\n"
+        "min_start_interval_seconds = 0\n",
+        pf);
+  fclose(pf);
+  return 0;
+}
+
+/* The row of repetition r from its "resumed" entry, with the checkpoint
+ * load timed in-process; *beyond = the recovery beyond both. */
+static void rep_report(int r, const char *dir, json_t *res, double *beyond) {
+  char ck[PATH_MAX], err[512];
+  nw_ckpt_path(dir, 3, ck, sizeof ck);
+  nw_ckpt_state st;
+  double t0 = nw_clock_now();
+  int lrc = nw_ckpt_read(ck, &st, err, sizeof err);
+  double load = nw_clock_now() - t0;
+  if (lrc == 0)
+    nw_ckpt_free(&st);
+  else
+    load = 0;
+  double backoff = num(res, "backoff_s"),
+         total = num(res, "seconds_to_recover");
+  *beyond = total - backoff - load;
+  printf("%4d %8.3fs %8.3fs %10.3fs %8.3fs %8.3fs %9.3fs %8.3fs\n", r, backoff,
+         num(res, "checkpoint_load_s"), load, num(res, "process_start_s"),
+         num(res, "first_step_s"), total, *beyond);
+}
+
+/* Repetition r: 1 measured (*beyond set), 0 when the recovery did not
+ * happen (said), -1 when the bench cannot go on. */
+static int rep_run(char *bin, int r, uint64_t cap, uint64_t held,
+                   double *beyond) {
+  rep_names n;
+  if (rep_prepare(&n, r, cap) < 0)
+    return -1;
+  char *first[] = {bin,     "run",           "--run-dir", n.dir,
+                   "--set", n.devset,        "--set",     n.mem,
+                   "--set", n.runid,         "--set",     "eval.every=0",
+                   "--set", "train.steps=3", NULL};
+  if (run_quiet(first, n.log) != 0) {
+    fprintf(stderr, "first run failed\n");
+    return -1;
+  }
+  pid_t dup = hold(n.dev, cap, n.rid, held);
+  char *second[] = {bin,        "run",          "--run-dir", n.dir,
+                    "--policy", n.pol,          "--set",     n.devset,
+                    "--set",    n.mem,          "--set",     n.runid,
+                    "--set",    "eval.every=0", "--set",     "train.steps=4",
+                    NULL};
+  int rc = run_quiet(second, n.log);
+  if (dup > 0) {
+    kill(dup, SIGKILL);
+    waitpid(dup, NULL, 0);
+  }
+  json_t *res = last_entry(n.dir, "resumed");
+  int measured = rc == 0 && res;
+  if (measured)
+    rep_report(r, n.dir, res, beyond);
+  else
+    fprintf(stderr,
+            "rep %d: exit %d, %s resumed entry (ledger in %s, log %s)\n", r, rc,
+            res ? "a" : "no", n.dir, n.log);
+  json_decref(res);
+  nw_vdev_unlink(n.dev);
+  return measured;
+}
+
 int main(int argc, char **argv) {
   char bin[PATH_MAX], exe[PATH_MAX];
   if (argc > 1) {
@@ -133,80 +225,14 @@ int main(int argc, char **argv) {
   double sum_beyond = 0;
   int ok = 0;
   for (int r = 0; r < reps; r++) {
-    char dir[PATH_MAX], dev[64], devset[96], runid[96], rid[64], mem[64],
-        pol[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "/tmp/nw-bench-recover-XXXXXX");
-    if (!mkdtemp(dir))
+    double beyond = 0;
+    int rc = rep_run(bin, r, cap, held, &beyond);
+    if (rc < 0)
       return 1;
-    snprintf(dev, sizeof dev, "nwbr-%d-%d", (int)getpid(), r);
-    snprintf(devset, sizeof devset, "device.name=%s", dev);
-    snprintf(rid, sizeof rid, "bench-recover-%d-%d", (int)getpid(), r);
-    snprintf(runid, sizeof runid, "run.id=%s", rid);
-    snprintf(mem, sizeof mem, "device.memory=%llu", (unsigned long long)cap);
-    snprintf(pol, sizeof pol, "%s.policy", dir);
-    char log[PATH_MAX + 16];
-    snprintf(log, sizeof log, "%s.log", dir);
-    FILE *pf = fopen(pol, "w");
-    if (!pf)
-      return 1;
-    fputs("[duplicate-process]\nactions = kill-duplicate\ngrace_seconds = "
-          "5\n[limits]\nbackoff_initial_seconds = 0\n"
-          "min_start_interval_seconds = 0\n",
-          pf);
-    fclose(pf);
-    char *first[] = {bin,     "run",           "--run-dir", dir,
-                     "--set", devset,          "--set",     mem,
-                     "--set", runid,           "--set",     "eval.every=0",
-                     "--set", "train.steps=3", NULL};
-    if (run_quiet(first, log) != 0) {
-      fprintf(stderr, "first run failed\n");
-      return 1;
+    if (rc > 0) {
+      sum_beyond += beyond;
+      ok++;
     }
-    pid_t dup = hold(dev, cap, rid, held);
-    char *second[] = {bin,         "run",
-                      "--run-dir", dir,
-                      "--policy",  pol,
-                      "--set",     devset,
-                      "--set",     mem,
-                      "--set",     runid,
-                      "--set",     "eval.every=0",
-                      "--set",     "train.steps=4",
-                      NULL};
-    int rc = run_quiet(second, log);
-    if (dup > 0) {
-      kill(dup, SIGKILL);
-      waitpid(dup, NULL, 0);
-    }
-    json_t *res = last_entry(dir, "resumed");
-    if (rc != 0 || !res) {
-      fprintf(stderr,
-              "rep %d: exit %d, %s resumed entry (ledger in %s, log %s)\n", r,
-              rc, res ? "a" : "no", dir, log);
-      json_decref(res);
-      nw_vdev_unlink(dev);
-      continue;
-    }
-    char ck[PATH_MAX], err[512];
-    nw_ckpt_path(dir, 3, ck, sizeof ck);
-    nw_ckpt_state st;
-    double t0 = nw_clock_now();
-    int lrc = nw_ckpt_read(ck, &st, err, sizeof err);
-    double load = nw_clock_now() - t0;
-    if (lrc == 0)
-      nw_ckpt_free(&st);
-    else
-      load = 0;
-    double backoff = num(res, "backoff_s"),
-           total = num(res, "seconds_to_recover");
-    double beyond = total - backoff - load;
-    printf("%4d %8.3fs %8.3fs %10.3fs %8.3fs %8.3fs %9.3fs %8.3fs\n", r,
-           backoff, num(res, "checkpoint_load_s"), load,
-           num(res, "process_start_s"), num(res, "first_step_s"), total,
-           beyond);
-    sum_beyond += beyond;
-    ok++;
-    json_decref(res);
-    nw_vdev_unlink(dev);
   }
   if (!ok)
     return 1;

@@ -21,14 +21,9 @@
 #include "device/blas_setup.h"
 #include "trainer/train.h"
 
-int main(int argc, char **argv) {
-  nw_blas_info info;
-  if (nw_blas_setup(argv, 0, &info) < 0)
-    return 1;
-  char desc[256];
-  nw_blas_describe(&info, desc, sizeof desc);
-  printf("%s\n", desc);
-
+/* The trainer: GPT-2-small's shape at sequence 256, micro-batch 4, long
+ * problems, no evaluation, checkpoints started by this bench only. */
+static nw_trainer *stall_trainer(const char *run_dir) {
   nw_config cfg;
   nw_config_defaults(&cfg);
   cfg.model = (nw_model_config){12, 12, 768, 50257, 256};
@@ -39,15 +34,29 @@ int main(int argc, char **argv) {
   cfg.data.long_fraction = 0;
   cfg.eval.every = 0;
   cfg.checkpoint.every = 0; /* this bench starts the checkpoints */
-  snprintf(cfg.run.dir, sizeof cfg.run.dir, "%s",
-           argc > 1 ? argv[1] : "/tmp/nightwatch-bench-stall");
+  snprintf(cfg.run.dir, sizeof cfg.run.dir, "%s", run_dir);
   char err[1024];
   nw_trainer *t;
   if (nw_config_validate(&cfg, err, sizeof err) < 0 ||
       nw_trainer_create(&t, &cfg, err, sizeof err) < 0) {
     fprintf(stderr, "%s\n", err);
-    return 1;
+    return NULL;
   }
+  return t;
+}
+
+int main(int argc, char **argv) {
+  nw_blas_info info;
+  if (nw_blas_setup(argv, 0, &info) < 0)
+    return 1;
+  char desc[256];
+  nw_blas_describe(&info, desc, sizeof desc);
+  printf("%s\n", desc);
+
+  nw_trainer *t =
+      stall_trainer(argc > 1 ? argv[1] : "/tmp/nightwatch-bench-stall");
+  if (!t)
+    return 1;
   nw_step_result r;
   for (int i = 0; i < 2; i++) /* optimizer state and allocator cache */
     if (nw_trainer_step(t, &r) < 0)
