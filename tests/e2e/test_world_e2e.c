@@ -204,6 +204,11 @@ static void test_duplicate_last_rank_of_four(void **state) {
   dup_case(4);
 }
 
+/* A run long enough that a rank is still training when the test acts on
+ * it: the small model does about 40 steps a second, and status.json,
+ * which the test waits on, is written every 0.25 s. */
+#define LONG_STEPS 300
+
 static void long_run_sets(nw_case *c, int steps) {
   nw_case_set(c, "eval.every=0");
   nw_case_set(c, "data.long_fraction=0");
@@ -238,7 +243,7 @@ static int newest_checkpoint(const nw_case *c) {
 static void test_crash_one_rank(void **state) {
   (void)state;
   nw_case *c = world_case("wcrash", 2);
-  long_run_sets(c, 40);
+  long_run_sets(c, LONG_STEPS);
   nw_case_start(c, NULL);
   int pids[2];
   int reached = nw_case_wait_step(c, 7, 60, pids);
@@ -268,7 +273,8 @@ static void test_crash_one_rank(void **state) {
   assert_int_equal(nw_test_json_int(res, "steps_lost"),
                    nw_test_json_int(res, "failed_step") - from);
   assert_int_equal(
-      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 40);
+      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"),
+      LONG_STEPS);
   nw_case_assert_nothing_left(c, a);
   json_decref(a);
   nw_case_free(c);
@@ -279,7 +285,7 @@ static void test_crash_one_rank(void **state) {
 static void test_hang_one_rank(void **state) {
   (void)state;
   nw_case *c = world_case("whang", 2);
-  long_run_sets(c, 30);
+  long_run_sets(c, LONG_STEPS);
   nw_case_set(c, "supervisor.hang_timeout=3");
   nw_case_set(c, "supervisor.kill_grace=3");
   nw_case_start(c, NULL);
@@ -296,7 +302,8 @@ static void test_hang_one_rank(void **state) {
   assert_non_null(rec);
   assert_string_equal(nw_test_json_str(rec, "cause"), "hang");
   assert_int_equal(
-      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"), 30);
+      nw_test_json_int(nw_test_ledger_find(a, "finish", 0), "step"),
+      LONG_STEPS);
   nw_case_assert_nothing_left(c, a);
   json_decref(a);
   nw_case_free(c);
