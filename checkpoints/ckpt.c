@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/error.h"
@@ -18,6 +19,11 @@
 #include "checkpoints/crc32c.h"
 
 #define NW_CKPT_MAX_COMPACT 65535 /* links or attributes per object header */
+
+static int nw_ckpt_fault(const char *what) {
+  const char *v = getenv("NIGHTWATCH_TEST_CKPT_FAIL");
+  return v && strcmp(v, what) == 0;
+}
 
 /* The tensors' CRCs, computed by a helper thread running ahead of the
  * writes: job k is tensor k % n_tensors of params, exp_avg, exp_avg_sq
@@ -126,7 +132,7 @@ static int nw_ckpt_w_fail(nw_ckpt_writer *w, const char *step,
   snprintf(w->err, w->errlen, "%s: %s%s%s: %s%s", w->path, step,
            what ? " " : "", what ? what : "", disk_full ? "disk full: " : "",
            why);
-  return NW_EIO;
+  return disk_full ? NW_ENOSPC : NW_EIO;
 }
 
 static int nw_ckpt_w_attr(nw_ckpt_writer *w, hid_t loc, const char *name,
@@ -181,11 +187,6 @@ out:
   if (space >= 0)
     H5Sclose(space);
   return rc;
-}
-
-static int nw_ckpt_fault(const char *what) {
-  const char *v = getenv("NIGHTWATCH_TEST_CKPT_FAIL");
-  return v && strcmp(v, what) == 0;
 }
 
 /* One group of tensors from a flat array (params or a moment). fault_after:
@@ -388,16 +389,111 @@ static int nw_ckpt_w_plists(nw_ckpt_writer *w, hid_t fapl, hid_t *fcpl) {
   return 0;
 }
 
-/* The written temporary made durable under the checkpoint's name: flush,
- * close (*f = -1 after), fsync, rename. */
+/* Bytes the file will take: the tensors, the names and the config, plus
+ * HDF5's object headers (a few hundred bytes per dataset) and slack. */
+static uint64_t nw_ckpt_w_expected_bytes(const nw_ckpt_state *st) {
+  uint64_t groups = st->exp_avg ? 3 : 1;
+  uint64_t data = groups * st->num_params * sizeof(float);
+  uint64_t meta = (uint64_t)st->n_tensors * (groups * 512 + NW_CKPT_NAME_LEN);
+  uint64_t text = st->config_text ? strlen(st->config_text) : 0;
+  return data + meta + text + (64u << 10) + data / 64;
+}
+
+/* A write that cannot fit is not started: statvfs of the directory against
+ * the expected size (cheap, and a failed write costs a whole checkpoint's
+ * I/O first). Another writer can still fill the disk meanwhile; the write
+ * path handles that too. */
+static int nw_ckpt_w_space(const char *dir, const nw_ckpt_state *st,
+                           const char *path, char *err, size_t errlen) {
+  struct statvfs fs;
+  /* the fault suite drives the write itself into a full disk */
+  if (nw_ckpt_fault("skip-space-check") || statvfs(dir, &fs) != 0)
+    return 0; /* unknown: let the write find out */
+  uint64_t avail = (uint64_t)fs.f_bavail * (uint64_t)fs.f_frsize;
+  uint64_t need = nw_ckpt_w_expected_bytes(st);
+  if (avail >= need)
+    return 0;
+  snprintf(err, errlen,
+           "%s: disk full: the checkpoint needs about %.1f MiB, %.1f MiB are "
+           "free in %s; not started",
+           path, need / 1048576.0, avail / 1048576.0, dir);
+  return NW_ENOSPC;
+}
+
+/* Reserves the file's blocks before HDF5 writes into it: a disk that fills
+ * up then fails here, before HDF5 holds any unwritten metadata (see
+ * nw_ckpt_w_abandon), instead of in the close. The file grows to the
+ * expected size; nw_ckpt_w_trim cuts it back to what HDF5 used. A file
+ * system without fallocate is not reserved (the statvfs check stands). */
+static int nw_ckpt_w_reserve(nw_ckpt_writer *w, const nw_ckpt_state *st) {
+  int fd = open(w->tmp, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0; /* HDF5 has it open: its own writes will say what is wrong */
+  uint64_t need = nw_ckpt_w_expected_bytes(st);
+  int rc = fallocate(fd, 0, 0, (off_t)need) == 0 ? 0 : errno;
+  close(fd);
+  if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS)
+    return 0;
+  snprintf(w->err, w->errlen, "%s: reserve %.1f MiB for %s: %s%s", w->path,
+           need / 1048576.0, w->tmp, rc == ENOSPC ? "disk full: " : "",
+           strerror(rc));
+  return rc == ENOSPC ? NW_ENOSPC : NW_EIO;
+}
+
+/* After the close: the reserved blocks past the end HDF5 recorded (its
+ * end-of-allocation address, read back from the superblock) go. */
+static int nw_ckpt_w_trim(nw_ckpt_writer *w) {
+  hid_t fapl = nw_ckpt__fapl();
+  hid_t f = fapl < 0 ? -1 : H5Fopen(w->tmp, H5F_ACC_RDONLY, fapl);
+  haddr_t eoa = 0;
+  int ok = f >= 0 && H5Fget_eoa(f, &eoa) >= 0 && eoa > 0;
+  if (f >= 0)
+    H5Fclose(f);
+  if (fapl >= 0)
+    H5Pclose(fapl);
+  if (!ok)
+    return nw_ckpt_w_fail(w, "read back the end of", w->tmp);
+  if (truncate(w->tmp, (off_t)eoa) != 0) {
+    snprintf(w->err, w->errlen, "%s: truncate %s: %s", w->path, w->tmp,
+             strerror(errno));
+    return NW_EIO;
+  }
+  return 0;
+}
+
+/* A write that failed: the file id and the temporary both go. HDF5 writes
+ * its metadata when the id is closed; on a full disk that write fails too,
+ * and a file whose metadata write failed can never be closed (HDF5 1.10
+ * leaves its cache half-flushed: the id stays open, a second close crashes;
+ * nw_ckpt__h5_init keeps the library from trying again at exit). So the
+ * temporary is truncated first: its own blocks are most of what filled the
+ * disk, and the metadata then fits. */
+static void nw_ckpt_w_abandon(nw_ckpt_writer *w, hid_t f) {
+  if (truncate(w->tmp, 0) != 0) {
+    /* not there: nothing to free */
+  }
+  if (f >= 0) {
+    /* never twice: after a failed metadata write HDF5 1.10's cache is
+     * left half-flushed, and a second close crashes inside the library */
+    if (H5Fclose(f) < 0)
+      snprintf(w->err + strlen(w->err), w->errlen - strlen(w->err),
+               "; HDF5 could not close it either (its memory stays with "
+               "this process)");
+  }
+  unlink(w->tmp);
+}
+
+/* The written temporary made durable under the checkpoint's name: close
+ * (*f = -1 after, closed or not), trim, fsync, rename. No H5Fflush first:
+ * the close flushes, and a flush that fails would leave the file
+ * impossible to close (nw_ckpt_w_abandon). */
 static int nw_ckpt_w_commit(nw_ckpt_writer *w, hid_t *f) {
   int e = 0;
-  if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0)
-    return nw_ckpt_w_fail(w, "flush", w->tmp);
   herr_t closed = H5Fclose(*f);
-  *f = -1;
+  *f = -1; /* closed, or never closable again */
   if (closed < 0)
     return nw_ckpt_w_fail(w, "close", w->tmp);
+  NW_TRY(nw_ckpt_w_trim(w));
   if (nw_ckpt_fsync_path(w->tmp, &e) != 0) {
     snprintf(w->err, w->errlen, "%s: fsync %s: %s%s", w->path, w->tmp,
              e == ENOSPC ? "disk full: " : "", strerror(e));
@@ -428,7 +524,10 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
   if (slash && slash != dir) {
     *slash = 0;
     NW_TRY(nw_mkdir_p(dir, err, errlen));
+  } else {
+    snprintf(dir, sizeof dir, slash ? "/" : ".");
   }
+  NW_TRY(nw_ckpt_w_space(dir, st, path, err, errlen));
 
   nw_ckpt__h5_init();
   hid_t fapl = nw_ckpt__fapl(), fcpl = -1, f = -1;
@@ -440,6 +539,8 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
     rc = nw_ckpt_w_fail(&w, "create", w.tmp);
     goto fail;
   }
+  if ((rc = nw_ckpt_w_reserve(&w, st)) < 0)
+    goto fail;
   nw_ckpt_crc_start(&w.crcq, st);
   rc = nw_ckpt_w_contents(&w, f, st);
   nw_ckpt_crc_stop(&w.crcq);
@@ -456,8 +557,7 @@ int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
   }
   return 0;
 fail:
-  if (f >= 0)
-    H5Fclose(f);
+  nw_ckpt_w_abandon(&w, f);
   if (w.gcpl >= 0)
     H5Pclose(w.gcpl);
   if (w.dcpl >= 0)
@@ -466,6 +566,5 @@ fail:
     H5Pclose(fcpl);
   if (fapl >= 0)
     H5Pclose(fapl);
-  unlink(w.tmp);
   return rc;
 }

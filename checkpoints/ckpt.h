@@ -42,11 +42,14 @@ typedef struct {
   float *exp_avg_sq; /* (num_params) or NULL */
 } nw_ckpt_state;
 
-/* Writes st to `path` durably: PATH.tmp, H5Fflush, fsync, close, rename,
+/* Writes st to `path` durably: PATH.tmp, close (HDF5 flushes), fsync, rename,
  * fsync of the directory. On any failure (disk full, I/O error) the
  * temporary is removed, nothing at `path` changed, and err says what failed.
- * A test-only fault switch (NIGHTWATCH_TEST_CKPT_FAIL=write) makes it fail
- * after writing half the file, to prove the cleanup (off by default). */
+ * A write that cannot fit by statvfs is not started (NW_ENOSPC).
+ * Test-only fault switches (off by default): NIGHTWATCH_TEST_CKPT_FAIL=write
+ * makes it fail after writing half the file, to prove the cleanup;
+ * =skip-space-check skips the statvfs check, so that the fault suite can
+ * drive the HDF5 write itself into a full disk. */
 int nw_ckpt_write(const char *path, const nw_ckpt_state *st, char *err,
                   size_t errlen);
 

@@ -1,23 +1,26 @@
 /* ckpt_common.c — what the checkpoint files share: HDF5 setup and error
  * text, the root-attribute table, the model's tensor table for a shape. */
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoints/ckpt_internal.h"
 
-static pthread_once_t nw_ckpt__once = PTHREAD_ONCE_INIT;
-
-static void nw_ckpt__init_once(void) {
-  /* Errors become NW_E* codes with our own messages; the library must not
-   * print its stack to stderr on every damaged file. */
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
 void nw_ckpt__h5_init(void) {
-  pthread_once(&nw_ckpt__once, nw_ckpt__init_once);
+  /* The library must not close files at exit: a file whose metadata write
+   * failed on a full disk stays open (nw_ckpt_write says why), and closing
+   * it again at exit crashes inside HDF5, as does closing a file the
+   * background writer still holds. Every file is closed by its owner, so
+   * nothing is lost. Only the first call before the library starts counts;
+   * later ones are no-ops. */
+  H5dont_atexit();
+  /* Errors become NW_E* codes with our own messages; the library must not
+   * print its stack to stderr on every damaged file or failed write. In a
+   * thread-safe HDF5 (Debian's is) this setting belongs to the calling
+   * thread, and the background writer runs on a new thread per checkpoint:
+   * so every entry point turns it off for its own thread, every time. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 hid_t nw_ckpt__fapl(void) {

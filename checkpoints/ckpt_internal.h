@@ -24,7 +24,8 @@
 #define NW_CKPT_CRC_ATTR "crc32c"
 #define NW_CKPT_NAME_LEN 64 /* fixed-length strings of tensor_names */
 
-/* Silences HDF5's own error printing (once per process). */
+/* Silences HDF5's own error printing for the calling thread: first thing
+ * in every entry point that calls HDF5. */
 void nw_ckpt__h5_init(void);
 
 /* File access properties of every checkpoint open/create: sec2 driver,

@@ -19,7 +19,8 @@
   X(SYS, "system call failed")                                                 \
   X(INTERNAL, "internal error")                                                \
   X(PEER, "a peer rank failed")                                                \
-  X(TIMEDOUT, "timed out")
+  X(TIMEDOUT, "timed out")                                                     \
+  X(NOSPC, "no space left on device")
 
 enum {
   NW_OK = 0,
