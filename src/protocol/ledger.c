@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,40 @@ void nw_ledger_now_iso(char *buf, size_t len) {
   snprintf(buf, len, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
 }
 
+/* 1 when the file's last byte is not a newline: a record torn by a crash
+ * or a full disk that could not be cut off. */
+static int nw_ledger_torn_tail(int fd, off_t size) {
+  char last = '\n';
+  return size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n';
+}
+
+/* One record, whole or not at all: a short write (a full disk) is cut back
+ * to the size before it, and a torn tail left by an earlier failure gets a
+ * newline first, so that no record is ever glued onto it (the reader skips
+ * the torn line alone). */
+static int nw_ledger_write_whole(nw_ledger *l, const char *text, size_t n) {
+  struct stat st;
+  if (fstat(l->fd, &st) < 0)
+    return NW_EIO;
+  int torn = nw_ledger_torn_tail(l->fd, st.st_size);
+  if (torn && write(l->fd, "\n", 1) != 1) {
+    if (ftruncate(l->fd, st.st_size) != 0) {
+      /* the tail stays torn; the next append tries again */
+    }
+    return NW_EIO;
+  }
+  off_t before = st.st_size + torn;
+  ssize_t w = write(l->fd, text, n);
+  if (w != (ssize_t)n) {
+    int e = w < 0 ? errno : ENOSPC;
+    if (ftruncate(l->fd, before) != 0) {
+      /* cannot cut it: the next append starts on a new line */
+    }
+    return e == ENOSPC ? NW_ENOSPC : NW_EIO;
+  }
+  return fsync(l->fd) < 0 ? NW_EIO : 0;
+}
+
 int nw_ledger_append(nw_ledger *l, json_t *obj) {
   if (!obj)
     return NW_EHOSTMEM;
@@ -54,10 +89,7 @@ int nw_ledger_append(nw_ledger *l, json_t *obj) {
     return NW_EHOSTMEM;
   size_t n = strlen(text);
   text[n] = '\n'; /* json_dumps leaves room: the NUL becomes the newline */
-  int rc = 0;
-  ssize_t w = write(l->fd, text, n + 1);
-  if (w != (ssize_t)(n + 1) || fsync(l->fd) < 0)
-    rc = NW_EIO;
+  int rc = nw_ledger_write_whole(l, text, n + 1);
   free(text);
   return rc;
 }

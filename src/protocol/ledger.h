@@ -23,7 +23,10 @@ typedef struct {
 int nw_ledger_open(nw_ledger *l, const char *dir, char *err, size_t errlen);
 
 /* Sets "time" (ISO 8601 UTC) on obj, writes it as one line with one
- * write(2), fsyncs, and steals the reference (NULL obj: NW_EHOSTMEM). */
+ * write(2), fsyncs, and steals the reference (NULL obj: NW_EHOSTMEM). A
+ * record is whole or absent: a short write (NW_ENOSPC on a full disk) is
+ * cut back, and a torn last line of an earlier failure is ended with a
+ * newline before the next record, never continued. */
 int nw_ledger_append(nw_ledger *l, json_t *obj);
 
 void nw_ledger_close(nw_ledger *l);

@@ -3,6 +3,8 @@
 #include "protocol/oom_report.h"
 
 #include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,16 +108,33 @@ typedef struct {
   int failed;
 } nw_reader;
 
-static int64_t nw_get_int(nw_reader *rd, json_t *obj, const char *key) {
+/* An integer field of at least min (and at most INT_MAX when it is read into
+ * an int): a well-formed report with nonsense in it (a negative size, pid
+ * 1) is no evidence, and is refused whole. */
+static int64_t nw_get_range(nw_reader *rd, json_t *obj, const char *key,
+                            int64_t min, int64_t max) {
   json_t *v = json_object_get(obj, key);
-  if (!json_is_integer(v)) {
+  if (!json_is_integer(v) || json_integer_value(v) < min ||
+      json_integer_value(v) > max) {
     if (!rd->failed)
-      snprintf(rd->err, rd->errlen, "%s: field %s: missing or not an integer",
-               rd->path, key);
+      snprintf(rd->err, rd->errlen, "%s: field %s: %s (at least %lld%s)",
+               rd->path, key,
+               !v                    ? "missing"
+               : !json_is_integer(v) ? "not an integer"
+                                     : "out of range",
+               (long long)min, max == INT_MAX ? ", at most 2^31-1" : "");
     rd->failed = 1;
-    return 0;
+    return min > 0 ? min : 0;
   }
   return json_integer_value(v);
+}
+
+/* the two ranges most fields have */
+static int nw_get_int(nw_reader *rd, json_t *obj, const char *key, int min) {
+  return (int)nw_get_range(rd, obj, key, min, INT_MAX);
+}
+static uint64_t nw_get_bytes(nw_reader *rd, json_t *obj, const char *key) {
+  return (uint64_t)nw_get_range(rd, obj, key, 0, INT64_MAX);
 }
 
 static void nw_get_str(nw_reader *rd, json_t *obj, const char *key, char *dst,
@@ -142,8 +161,7 @@ static void nw_get_categories(nw_reader *rd, const char *key, uint64_t *out) {
     return;
   }
   for (int c = 0; c < NW_MEM_NCAT; c++)
-    out[c] =
-        (uint64_t)nw_get_int(rd, o, nw_mem_category_name((nw_mem_category)c));
+    out[c] = nw_get_bytes(rd, o, nw_mem_category_name((nw_mem_category)c));
 }
 
 /* The other processes on the device, and the note that says when that
@@ -166,12 +184,15 @@ static void nw_get_procs(nw_reader *rd, json_t *root, nw_oom_report *r) {
     if (r->n_procs >= NW_OOM_MAX_PROCS)
       break;
     nw_device_proc *dp = &r->procs[r->n_procs++];
-    dp->pid = (int)nw_get_int(rd, p, "pid");
-    dp->uid = (unsigned)nw_get_int(rd, p, "uid");
+    dp->pid = nw_get_int(rd, p, "pid", 2);
+    dp->uid = (unsigned)nw_get_range(rd, p, "uid", 0, UINT32_MAX);
     nw_get_str(rd, p, "run_id", dp->run_id, sizeof dp->run_id);
-    dp->bytes = (uint64_t)nw_get_int(rd, p, "bytes");
+    dp->bytes = nw_get_bytes(rd, p, "bytes");
   }
 }
+
+static int nw_oom_report_fields(json_t *root, const char *path,
+                                nw_oom_report *r, char *err, size_t errlen);
 
 int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
                        size_t errlen) {
@@ -182,8 +203,26 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
     snprintf(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
     return NW_EDATA;
   }
+  return nw_oom_report_fields(root, path, r, err, errlen);
+}
+
+int nw_oom_report_parse(const char *name, const char *text, size_t len,
+                        nw_oom_report *r, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  json_error_t jerr;
+  json_t *root = json_loadb(text, len, 0, &jerr);
+  if (!root) {
+    snprintf(err, errlen, "%s:%d: %s", name, jerr.line, jerr.text);
+    return NW_EDATA;
+  }
+  return nw_oom_report_fields(root, name, r, err, errlen);
+}
+
+/* Every field of the report in root (which it releases). */
+static int nw_oom_report_fields(json_t *root, const char *path,
+                                nw_oom_report *r, char *err, size_t errlen) {
   nw_reader rd = {root, path, err, errlen, 0};
-  r->version = (int)nw_get_int(&rd, root, "version");
+  r->version = nw_get_int(&rd, root, "version", 0);
   if (!rd.failed && r->version != NW_OOM_REPORT_VERSION) {
     snprintf(err, errlen, "%s: version %d, expected %d", path, r->version,
              NW_OOM_REPORT_VERSION);
@@ -191,7 +230,7 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
     return NW_EDATA;
   }
   char name[64];
-  r->pid = (int)nw_get_int(&rd, root, "pid");
+  r->pid = nw_get_int(&rd, root, "pid", 2);
   nw_get_str(&rd, root, "run_id", r->run_id, sizeof r->run_id);
   nw_get_str(&rd, root, "device", r->device, sizeof r->device);
   nw_get_str(&rd, root, "phase", name, sizeof name);
@@ -199,9 +238,9 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
     snprintf(err, errlen, "%s: field phase: unknown phase \"%s\"", path, name);
     rd.failed = 1;
   }
-  r->step = (int)nw_get_int(&rd, root, "step");
-  r->micro_step = (int)nw_get_int(&rd, root, "micro_step");
-  r->requested_bytes = (uint64_t)nw_get_int(&rd, root, "requested_bytes");
+  r->step = nw_get_int(&rd, root, "step", 0);
+  r->micro_step = nw_get_int(&rd, root, "micro_step", -1);
+  r->requested_bytes = nw_get_bytes(&rd, root, "requested_bytes");
   nw_get_str(&rd, root, "requested_category", name, sizeof name);
   int found = 0;
   for (int c = 0; c < NW_MEM_NCAT; c++)
@@ -214,22 +253,22 @@ int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
              name);
     rd.failed = 1;
   }
-  r->cap_bytes = (uint64_t)nw_get_int(&rd, root, "cap_bytes");
-  r->device_capacity = (uint64_t)nw_get_int(&rd, root, "device_capacity");
-  r->device_used = (uint64_t)nw_get_int(&rd, root, "device_used");
+  r->cap_bytes = nw_get_bytes(&rd, root, "cap_bytes");
+  r->device_capacity = nw_get_bytes(&rd, root, "device_capacity");
+  r->device_used = nw_get_bytes(&rd, root, "device_used");
   nw_get_categories(&rd, "live_bytes", r->live);
   nw_get_categories(&rd, "peak_bytes", r->peak);
-  r->cached_bytes = (uint64_t)nw_get_int(&rd, root, "cached_bytes");
-  r->kv_cache_bytes = (uint64_t)nw_get_int(&rd, root, "kv_cache_bytes");
+  r->cached_bytes = nw_get_bytes(&rd, root, "cached_bytes");
+  r->kv_cache_bytes = nw_get_bytes(&rd, root, "kv_cache_bytes");
   char why[256];
   if (!rd.failed && nw_settings_from_json(root, &r->set, why, sizeof why) < 0) {
     snprintf(err, errlen, "%s: %s", path, why);
     rd.failed = 1;
   }
-  r->seq_len = (int)nw_get_int(&rd, root, "seq_len");
-  r->max_seq_len = (int)nw_get_int(&rd, root, "max_seq_len");
-  r->median_seq_len = (int)nw_get_int(&rd, root, "median_seq_len");
-  r->steps_since_eval = (int)nw_get_int(&rd, root, "steps_since_eval");
+  r->seq_len = nw_get_int(&rd, root, "seq_len", 0);
+  r->max_seq_len = nw_get_int(&rd, root, "max_seq_len", 0);
+  r->median_seq_len = nw_get_int(&rd, root, "median_seq_len", 0);
+  r->steps_since_eval = nw_get_int(&rd, root, "steps_since_eval", -1);
   json_t *b = json_object_get(root, "emergency_checkpoint");
   r->emergency_checkpoint = json_is_true(b);
   nw_get_str(&rd, root, "checkpoint", r->checkpoint, sizeof r->checkpoint);

@@ -1,7 +1,8 @@
 /* oom_report.h — the evidence a trainer leaves when it runs out of device
  * memory: written as JSON (atomically) into the run directory, read back by
  * the supervisor's classifier. docs/protocol.md documents every field.
- * defines: nw_phase, nw_oom_report, nw_oom_report_write, nw_oom_report_read */
+ * defines: nw_phase, nw_oom_report, nw_oom_report_write, nw_oom_report_read,
+ *          nw_oom_report_parse */
 #ifndef NW_OOM_REPORT_H
 #define NW_OOM_REPORT_H
 
@@ -90,5 +91,9 @@ int nw_oom_report_write_path(const nw_oom_report *r, const char *path,
 /* Reads a report; err names the file and the field that is wrong. */
 int nw_oom_report_read(const char *path, nw_oom_report *r, char *err,
                        size_t errlen);
+/* The same for len bytes of JSON in memory, named name in messages: a
+ * fuzzer's entry point. */
+int nw_oom_report_parse(const char *name, const char *text, size_t len,
+                        nw_oom_report *r, char *err, size_t errlen);
 
 #endif
