@@ -66,9 +66,29 @@ int nw_ckpt_verify(const char *path, char *err, size_t errlen);
 
 /* nw_ckpt_verify in a forked child with a time limit: a hang or crash of
  * the library on a damaged file is a failed verification (NW_EDATA, err
- * says "timed out after N s" or the signal), never a hang of the caller. */
+ * says "timed out after N s" or the signal), never a hang of the caller.
+ * Anything but a regular file fails at once, unopened (a FIFO would block
+ * the reader). */
 int nw_ckpt_verify_isolated(const char *path, double timeout_s, char *err,
                             size_t errlen);
+
+/* What a search of a run's checkpoints tells its caller (every member may
+ * be NULL). */
+typedef struct {
+  /* A candidate that failed verification and where it was moved to
+   * (RUN_DIR/checkpoints/damaged/NAME; "" when it could not be moved). */
+  void (*skipped)(void *user, const char *path, const char *why,
+                  const char *moved_to);
+  /* About once a second while one verification runs: a heartbeat for a
+   * supervisor that counts silence as a hang. */
+  void (*waiting)(void *user, const char *path, double seconds);
+  void *user;
+} nw_ckpt_search;
+
+/* nw_ckpt_verify_isolated that calls search->waiting while it waits. */
+int nw_ckpt_verify_watched(const char *path, double timeout_s,
+                           const nw_ckpt_search *search, char *err,
+                           size_t errlen);
 
 /* RUN_DIR/checkpoints/ckpt-<step, 10 digits>.h5 */
 void nw_ckpt_path(const char *run_dir, int64_t step, char *buf, size_t len);
@@ -78,13 +98,24 @@ void nw_ckpt_path(const char *run_dir, int64_t step, char *buf, size_t len);
 int nw_ckpt_list(const char *run_dir, char (*paths)[NW_PATH_MAX], int max,
                  int *n, char *err, size_t errlen);
 
-/* The newest checkpoint of RUN_DIR that verifies (isolated); each one that
- * does not is reported through `skipped` (may be NULL) and passed over.
- * NW_ENOTFOUND when none verifies or none exists. */
-typedef void (*nw_ckpt_skip_fn)(void *user, const char *path, const char *why);
-int nw_ckpt_find_latest(const char *run_dir, double timeout_s, char *path,
-                        size_t len, nw_ckpt_skip_fn skipped, void *user,
+/* The newest checkpoint of RUN_DIR that verifies (isolated), newest by
+ * the step in its name; a file whose content holds another step fails
+ * verification. Each candidate that fails is moved aside to
+ * RUN_DIR/checkpoints/damaged/ (never deleted, never overwritten: a later
+ * write of the same step cannot touch it) and reported through search
+ * (may be NULL). NW_ENOTFOUND when the run has no checkpoints; NW_EDATA
+ * when it has some and none verifies (err lists them and why). */
+int nw_ckpt_find_latest(const char *run_dir, double timeout_s,
+                        const nw_ckpt_search *search, char *path, size_t len,
                         char *err, size_t errlen);
+
+/* Moves path into RUN_DIR/checkpoints/SUBDIR/ under its own name (NAME.1,
+ * NAME.2 ... when taken), durably; moved_to gets the new path. */
+int nw_ckpt_set_aside(const char *run_dir, const char *path, const char *subdir,
+                      char *moved_to, size_t len);
+
+/* "ckpt-<10 digits>.h5": the step; -1 for any other name. */
+int64_t nw_ckpt_name_step(const char *path);
 
 /* Keep-last-N: removes checkpoints of RUN_DIR older than the newest
  * `keep` ones, but never `durable_newest` itself nor anything newer than the

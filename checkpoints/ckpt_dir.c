@@ -23,7 +23,7 @@ void nw_ckpt_path(const char *run_dir, int64_t step, char *buf, size_t len) {
 }
 
 /* "ckpt-<10 digits>.h5" followed by `rest`; the step, or -1. */
-static int64_t nw_ckpt_name_step(const char *name, const char **rest) {
+static int64_t nw_ckpt_parse_name(const char *name, const char **rest) {
   if (strncmp(name, "ckpt-", 5) != 0)
     return -1;
   int64_t step = 0;
@@ -70,7 +70,7 @@ static int nw_ckpt_scan(const char *run_dir, nw_ckpt_entry **out, int *n,
   struct dirent *de;
   while ((de = readdir(d)) != NULL) {
     const char *rest;
-    int64_t step = nw_ckpt_name_step(de->d_name, &rest);
+    int64_t step = nw_ckpt_parse_name(de->d_name, &rest);
     if (step < 0 || *rest != 0)
       continue;
     if (cnt == cap) {
@@ -124,31 +124,80 @@ int nw_ckpt_list(const char *run_dir, char (*paths)[NW_PATH_MAX], int max,
   return rc;
 }
 
-int nw_ckpt_find_latest(const char *run_dir, double timeout_s, char *path,
-                        size_t len, nw_ckpt_skip_fn skipped, void *user,
+int64_t nw_ckpt_name_step(const char *path) {
+  const char *rest;
+  int64_t step = nw_ckpt_parse_name(nw_ckpt__base(path), &rest);
+  return step >= 0 && *rest == 0 ? step : -1;
+}
+
+int nw_ckpt_set_aside(const char *run_dir, const char *path, const char *subdir,
+                      char *moved_to, size_t len) {
+  char dir[NW_PATH_MAX], err[256];
+  snprintf(dir, sizeof dir, "%s/%s/%s", run_dir, NW_CKPT_SUBDIR, subdir);
+  moved_to[0] = 0;
+  NW_TRY(nw_mkdir_p(dir, err, sizeof err));
+  const char *base = nw_ckpt__base(path);
+  for (int k = 0; k < 1000; k++) {
+    char to[NW_PATH_MAX + 64];
+    if (k == 0)
+      snprintf(to, sizeof to, "%s/%s", dir, base);
+    else
+      snprintf(to, sizeof to, "%s/%s.%d", dir, base, k);
+    /* never over another: link fails on an existing name, rename would not */
+    struct stat sb;
+    if (lstat(to, &sb) == 0)
+      continue;
+    if (rename(path, to) != 0)
+      return errno == ENOENT ? NW_ENOTFOUND : NW_EIO;
+    snprintf(moved_to, len, "%s", to);
+    (void)nw_fsync_parent_dir(to);
+    (void)nw_fsync_parent_dir(path);
+    return 0;
+  }
+  return NW_EBUSY;
+}
+
+/* A candidate that failed: moved aside, reported, and added to the list
+ * of err (the caller's message when none verifies). */
+static void nw_ckpt_reject(const char *run_dir, const char *p, const char *why,
+                           const nw_ckpt_search *search, char *list,
+                           size_t listlen) {
+  char moved[NW_PATH_MAX + 64] = "";
+  if (nw_ckpt_set_aside(run_dir, p, "damaged", moved, sizeof moved) < 0)
+    moved[0] = 0;
+  if (search && search->skipped)
+    search->skipped(search->user, p, why, moved);
+  size_t used = strlen(list);
+  if (used + 1 < listlen)
+    snprintf(list + used, listlen - used, "%s%s", used ? "; " : "", why);
+}
+
+int nw_ckpt_find_latest(const char *run_dir, double timeout_s,
+                        const nw_ckpt_search *search, char *path, size_t len,
                         char *err, size_t errlen) {
   nw_ckpt_entry *v;
   int cnt;
   NW_TRY(nw_ckpt_scan(run_dir, &v, &cnt, err, errlen));
-  char p[NW_PATH_MAX], why[1024];
+  char p[NW_PATH_MAX], why[1024], list[4096] = "";
   for (int i = 0; i < cnt; i++) {
     if (nw_ckpt_join(run_dir, v[i].name, p, sizeof p) != 0)
       continue;
-    if (nw_ckpt_verify_isolated(p, timeout_s, why, sizeof why) == 0) {
+    if (nw_ckpt_verify_watched(p, timeout_s, search, why, sizeof why) == 0) {
       snprintf(path, len, "%s", p);
       free(v);
       return 0;
     }
-    if (skipped)
-      skipped(user, p, why);
+    nw_ckpt_reject(run_dir, p, why, search, list, sizeof list);
   }
   free(v);
-  if (cnt == 0)
+  if (cnt == 0) {
     snprintf(err, errlen, "%s/%s: no checkpoints", run_dir, NW_CKPT_SUBDIR);
-  else
-    snprintf(err, errlen, "%s/%s: none of %d checkpoints verifies", run_dir,
-             NW_CKPT_SUBDIR, cnt);
-  return NW_ENOTFOUND;
+    return NW_ENOTFOUND;
+  }
+  snprintf(err, errlen,
+           "%s/%s: none of %d checkpoint%s verifies (moved to damaged/): %s",
+           run_dir, NW_CKPT_SUBDIR, cnt, cnt == 1 ? "" : "s", list);
+  return NW_EDATA;
 }
 
 /* Verification for retention: regular files only (anything else is not a
@@ -165,7 +214,7 @@ static int nw_ckpt_good(const char *path) {
 /* "ckpt-<step>.h5.tmp.<pid>" whose writer is gone. */
 static int nw_ckpt_stale_tmp(const char *name) {
   const char *rest;
-  if (nw_ckpt_name_step(name, &rest) < 0 || strncmp(rest, ".tmp.", 5) != 0)
+  if (nw_ckpt_parse_name(name, &rest) < 0 || strncmp(rest, ".tmp.", 5) != 0)
     return 0;
   rest += 5;
   if (*rest == 0)

@@ -425,6 +425,14 @@ static int nw_ckpt_load(const char *path, nw_ckpt_state *out, char *err,
     goto out;
   }
   rc = nw_ckpt_r_file(&r, &st, out != NULL);
+  if (rc == 0 && nw_ckpt_name_step(path) >= 0 &&
+      nw_ckpt_name_step(path) != st.step) {
+    /* a copy under another step's name would make resume skip or repeat
+     * steps, and retention delete the wrong files: damage */
+    snprintf(err, errlen, "%s: named step %lld but holds step %lld", r.base,
+             (long long)nw_ckpt_name_step(path), (long long)st.step);
+    rc = NW_EDATA;
+  }
 out:
   if (r.file >= 0)
     H5Fclose(r.file);

@@ -73,9 +73,8 @@ char **nw_trainer_env(const nw_sup_options *o, const nw_config *cfg,
     /* a foreign trainer learns the settings and where to resume from here;
      * nightwatch-train from its arguments */
     char resume[NW_PATH_MAX] = "", err[512];
-    if (nw_ckpt_find_latest(cfg->run.dir, cfg->checkpoint.verify_timeout,
-                            resume, sizeof resume, NULL, NULL, err,
-                            sizeof err) < 0)
+    if (nw_ckpt_find_latest(cfg->run.dir, cfg->checkpoint.verify_timeout, NULL,
+                            resume, sizeof resume, err, sizeof err) < 0)
       resume[0] = '\0';
     snprintf(fixed[4], sizeof fixed[4], "NIGHTWATCH_RESUME=%s", resume);
     snprintf(fixed[5], sizeof fixed[5], "NIGHTWATCH_RUN_DIR=%s", cfg->run.dir);

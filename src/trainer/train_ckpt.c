@@ -150,12 +150,52 @@ int nw_trainer_checkpoint_now(nw_trainer *t, const char *why) {
   return r.rc < 0 ? r.rc : 0;
 }
 
-static void nw_resume_skipped(void *user, const char *path, const char *why) {
+static void nw_resume_skipped(void *user, const char *path, const char *why,
+                              const char *moved_to) {
   nw_trainer *t = user;
-  nw_warn("checkpoint %s is damaged, skipped: %s", path, why);
-  nw_status_emit(&t->status,
-                 json_pack("{s:s, s:s, s:s}", "event", "checkpoint_skipped",
-                           "path", path, "reason", why));
+  nw_warn("checkpoint %s is damaged, skipped%s%s: %s", path,
+          moved_to[0] ? " and moved to " : " (could not be moved aside)",
+          moved_to, why);
+  nw_status_emit(&t->status, json_pack("{s:s, s:s, s:s, s:s}", "event",
+                                       "checkpoint_skipped", "path", path,
+                                       "reason", why, "moved_to", moved_to));
+}
+
+/* A status line while a verification runs: the supervisor's hang
+ * detection counts silence, and a large checkpoint on a slow disk can take
+ * longer than supervisor.hang_timeout to verify. */
+static void nw_resume_waiting(void *user, const char *path, double seconds) {
+  nw_trainer *t = user;
+  nw_status_emit(&t->status, json_pack("{s:s, s:s, s:f}", "event", "verifying",
+                                       "path", path, "seconds", seconds));
+}
+
+/* --resume none on a run that has checkpoints: they are moved to
+ * checkpoints/superseded-<time>/, never overwritten by the fresh start. */
+static int nw_resume_none(nw_trainer *t, char *err, size_t errlen) {
+  char(*paths)[NW_PATH_MAX] = malloc(256 * sizeof *paths);
+  if (!paths)
+    return NW_EHOSTMEM;
+  int n = 0, rc = 0;
+  char sub[64], moved[NW_PATH_MAX + 64];
+  snprintf(sub, sizeof sub, "superseded-%lld", (long long)time(NULL));
+  while (rc == 0 &&
+         (rc = nw_ckpt_list(t->cfg.run.dir, paths, 256, &n, err, errlen)) ==
+             0 &&
+         n > 0) {
+    for (int i = 0; i < n && rc == 0; i++) {
+      rc =
+          nw_ckpt_set_aside(t->cfg.run.dir, paths[i], sub, moved, sizeof moved);
+      if (rc < 0)
+        snprintf(err, errlen, "--resume none: cannot move %s aside: %s",
+                 paths[i], nw_strerror(rc));
+    }
+    if (rc == 0)
+      nw_warn("--resume none: %d checkpoint%s of this run moved to %s/", n,
+              n == 1 ? "" : "s", sub);
+  }
+  free(paths);
+  return rc;
 }
 
 /* A checkpoint of another model is refused by the setting that differs. */
@@ -198,21 +238,22 @@ int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
                       size_t errlen) {
   char path[NW_PATH_MAX];
   double timeout = t->cfg.checkpoint.verify_timeout;
+  nw_ckpt_search search = {nw_resume_skipped, nw_resume_waiting, t};
   if (strcmp(spec, "none") == 0)
-    return 0;
+    return nw_resume_none(t, err, errlen);
   if (strcmp(spec, "auto") == 0) {
-    int rc = nw_ckpt_find_latest(t->cfg.run.dir, timeout, path, sizeof path,
-                                 nw_resume_skipped, t, err, errlen);
+    int rc = nw_ckpt_find_latest(t->cfg.run.dir, timeout, &search, path,
+                                 sizeof path, err, errlen);
     if (rc == NW_ENOTFOUND) {
       err[0] = 0;
       return 0; /* nothing to resume: a fresh start */
     }
     if (rc < 0)
-      return rc;
+      return rc; /* NW_EDATA: checkpoints exist, none verifies */
   } else {
     snprintf(path, sizeof path, "%s", spec);
     char why[1024];
-    int rc = nw_ckpt_verify_isolated(path, timeout, why, sizeof why);
+    int rc = nw_ckpt_verify_watched(path, timeout, &search, why, sizeof why);
     if (rc < 0) {
       snprintf(err, errlen, "--resume %s: %s", path, why);
       return rc;

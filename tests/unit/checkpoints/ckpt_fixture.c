@@ -187,8 +187,10 @@ void nw_ckfx_locate(const char *path, const char *name, haddr_t *data,
   H5Fclose(f);
 }
 
-void nw_ckfx_on_skip(void *user, const char *path, const char *why) {
+void nw_ckfx_on_skip(void *user, const char *path, const char *why,
+                     const char *moved_to) {
   nw_ckfx_skips *s = user;
+  assert_non_null(strstr(moved_to, "/checkpoints/damaged/"));
   if (s->n < 4) {
     snprintf(s->path[s->n], NW_PATH_MAX, "%s", path);
     snprintf(s->why[s->n], 512, "%s", why);
@@ -218,8 +220,9 @@ void nw_ckfx_assert_rejected(const char *run, const char *bad, const char *good,
     fail_msg("verify_isolated: \"%s\" lacks \"%s\"", err, expect);
   nw_ckfx_skips s = {0};
   char found[NW_PATH_MAX];
-  assert_int_equal(nw_ckpt_find_latest(run, 10.0, found, sizeof found,
-                                       nw_ckfx_on_skip, &s, err, sizeof err),
+  assert_int_equal(nw_ckpt_find_latest(
+                       run, 10.0, &(nw_ckpt_search){nw_ckfx_on_skip, NULL, &s},
+                       found, sizeof found, err, sizeof err),
                    0);
   assert_string_equal(found, good);
   assert_int_equal(s.n, 1);

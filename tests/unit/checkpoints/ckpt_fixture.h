@@ -70,7 +70,10 @@ typedef struct {
   char path[4][NW_PATH_MAX];
   char why[4][512];
 } nw_ckfx_skips;
-void nw_ckfx_on_skip(void *user, const char *path, const char *why);
+/* A search's skipped hook: records the file and why, and checks that it
+ * was moved to checkpoints/damaged/. */
+void nw_ckfx_on_skip(void *user, const char *path, const char *why,
+                     const char *moved_to);
 
 /* The damaged file at `bad` fails both verifications with NW_EDATA (the
  * message containing `expect` when not NULL), and the newest good one is

@@ -116,9 +116,9 @@ static void test_bitflip(void **state) {
   /* Restored, it is the newest good one again. */
   nw_ckfx_spill(bad, orig, size);
   char err[512], found[NW_PATH_MAX];
-  assert_int_equal(nw_ckpt_find_latest(run, 10, found, sizeof found, NULL, NULL,
-                                       err, sizeof err),
-                   0);
+  assert_int_equal(
+      nw_ckpt_find_latest(run, 10, NULL, found, sizeof found, err, sizeof err),
+      0);
   assert_string_equal(found, bad);
   free(orig);
   nw_ckfx_rm_rf(run);
@@ -202,8 +202,10 @@ static void test_semantic_checks(void **state) {
   nw_ckfx_rm_rf(run);
 }
 
-/* A FIFO named like the newest checkpoint: HDF5's open blocks on it for
- * real. The child is killed at the limit, the caller never hangs. */
+/* A FIFO named like the newest checkpoint (HDF5's open would block on it
+ * for good): refused unopened, at once, and passed over by the search. A
+ * verifier that never answers (the test switch, as HDF5 on some damaged
+ * files) is killed at the limit; the caller never hangs. */
 static void test_isolated_timeout(void **state) {
   (void)state;
   char run[NW_PATH_MAX], good[NW_PATH_MAX], fifo[NW_PATH_MAX], err[512];
@@ -211,27 +213,37 @@ static void test_isolated_timeout(void **state) {
   nw_ckfx_write_step(run, 100, good, sizeof good);
   nw_ckpt_path(run, 300, fifo, sizeof fifo);
   assert_int_equal(mkfifo(fifo, 0644), 0);
+  assert_int_equal(nw_ckpt_verify_isolated(fifo, 60.0, err, sizeof err),
+                   NW_EDATA);
+  assert_non_null(strstr(err, "ckpt-0000000300.h5: not a regular file"));
+
+  setenv("NIGHTWATCH_TEST_CKPT_FAIL", "verify-hang", 1);
   double t0 = nw_test_now();
-  int rc = nw_ckpt_verify_isolated(fifo, 1.0, err, sizeof err);
+  int rc = nw_ckpt_verify_isolated(good, 1.0, err, sizeof err);
   double dt = nw_test_now() - t0;
+  unsetenv("NIGHTWATCH_TEST_CKPT_FAIL");
   assert_int_equal(rc, NW_EDATA);
-  assert_non_null(strstr(err, "ckpt-0000000300.h5: verification timed out "
+  assert_non_null(strstr(err, "ckpt-0000000100.h5: verification timed out "
                               "after 1 s"));
-  assert_true(dt >= 0.9 && dt < 5.0);
+  assert_true(dt >= 0.9);
   assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* reaped */
   assert_int_equal(errno, ECHILD);
 
   nw_ckfx_skips s = {0};
   char found[NW_PATH_MAX];
-  assert_int_equal(nw_ckpt_find_latest(run, 0.5, found, sizeof found,
-                                       nw_ckfx_on_skip, &s, err, sizeof err),
-                   0);
+  assert_int_equal(
+      nw_ckpt_find_latest(run, 60, &(nw_ckpt_search){nw_ckfx_on_skip, NULL, &s},
+                          found, sizeof found, err, sizeof err),
+      0);
   assert_string_equal(found, good);
   assert_int_equal(s.n, 1);
   assert_string_equal(s.path[0], fifo);
-  assert_non_null(strstr(s.why[0], "timed out after 0.5 s"));
-  /* Retention does not wait on it: not a regular file, not good; it is the
-   * newest, so it is kept (newer than the newest good one). */
+  assert_non_null(strstr(s.why[0], "not a regular file"));
+  /* Moved aside (a FIFO renames like any file); another one in its place:
+   * retention does not wait on it either: not a regular file, not good; it
+   * is the newest, so it is kept (newer than the newest good one). */
+  assert_false(nw_ckfx_exists(fifo));
+  assert_int_equal(mkfifo(fifo, 0644), 0);
   assert_int_equal(nw_ckpt_retain(run, 1, good), 0);
   assert_true(nw_ckfx_exists(fifo));
   unlink(fifo);

@@ -119,9 +119,9 @@ static void test_list(void **state) {
   assert_int_equal(nw_ckpt_list(run, paths, 8, &n, err, sizeof err), 0);
   assert_int_equal(n, 0);
   char found[NW_PATH_MAX];
-  assert_int_equal(nw_ckpt_find_latest(run, 5, found, sizeof found, NULL, NULL,
-                                       err, sizeof err),
-                   NW_ENOTFOUND);
+  assert_int_equal(
+      nw_ckpt_find_latest(run, 5, NULL, found, sizeof found, err, sizeof err),
+      NW_ENOTFOUND);
   snprintf(dir, sizeof dir, "%s/checkpoints", run);
   assert_int_equal(mkdir(dir, 0755), 0);
   const char *names[] = {"ckpt-0000000010.h5",  "ckpt-0000000002.h5",
@@ -144,13 +144,21 @@ static void test_list(void **state) {
   assert_int_equal(n, 2);
   nw_ckpt_path(run, 10, p, sizeof p);
   assert_string_equal(paths[1], p);
-  /* None of them is a checkpoint. */
+  /* None of them is a checkpoint: all three are moved aside, none is
+   * deleted, and the search says so (not "no checkpoints"). */
   nw_ckfx_skips s = {0};
-  assert_int_equal(nw_ckpt_find_latest(run, 5, found, sizeof found,
-                                       nw_ckfx_on_skip, &s, err, sizeof err),
-                   NW_ENOTFOUND);
+  assert_int_equal(
+      nw_ckpt_find_latest(run, 5, &(nw_ckpt_search){nw_ckfx_on_skip, NULL, &s},
+                          found, sizeof found, err, sizeof err),
+      NW_EDATA);
   assert_int_equal(s.n, 3);
   assert_non_null(strstr(err, "none of 3"));
+  assert_int_equal(nw_ckpt_list(run, paths, 8, &n, err, sizeof err), 0);
+  assert_int_equal(n, 0);
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/damaged/%s", dir, strrchr(s.path[i], '/') + 1);
+    assert_true(nw_ckfx_exists(p));
+  }
   nw_ckpt_path(run, 7, p, sizeof p);
   assert_string_equal(p + strlen(run), "/checkpoints/ckpt-0000000007.h5");
   nw_ckfx_rm_rf(run);

@@ -106,7 +106,7 @@ static void test_sigkill_during_writes(void **state) {
     tmp_seen += count_tmp(dir) > 0;
 
     char path[1024], err[1024];
-    int rc = nw_ckpt_find_latest(dir, 30.0, path, sizeof path, NULL, NULL, err,
+    int rc = nw_ckpt_find_latest(dir, 30.0, NULL, path, sizeof path, err,
                                  sizeof err);
     if (rc == NW_ENOTFOUND && last_step < 0)
       continue; /* killed before the first checkpoint */
