@@ -103,8 +103,8 @@ int nw_ckpt_list(const char *run_dir, char (*paths)[NW_PATH_MAX], int max,
  * verification. Each candidate that fails is moved aside to
  * RUN_DIR/checkpoints/damaged/ (never deleted, never overwritten: a later
  * write of the same step cannot touch it) and reported through search
- * (may be NULL). NW_ENOTFOUND when the run has no checkpoints; NW_EDATA
- * when it has some and none verifies (err lists them and why). */
+ * (may be NULL). NW_ENOTFOUND when the run has no checkpoints;
+ * NW_EDAMAGED when it has some and none verifies (err lists them and why). */
 int nw_ckpt_find_latest(const char *run_dir, double timeout_s,
                         const nw_ckpt_search *search, char *path, size_t len,
                         char *err, size_t errlen);

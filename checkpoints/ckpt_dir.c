@@ -197,7 +197,7 @@ int nw_ckpt_find_latest(const char *run_dir, double timeout_s,
   snprintf(err, errlen,
            "%s/%s: none of %d checkpoint%s verifies (moved to damaged/): %s",
            run_dir, NW_CKPT_SUBDIR, cnt, cnt == 1 ? "" : "s", list);
-  return NW_EDATA;
+  return NW_EDAMAGED;
 }
 
 /* Verification for retention: regular files only (anything else is not a

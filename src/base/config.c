@@ -129,6 +129,8 @@ static const nw_kt_key nw__cfg_keys[] = {
             "also save every N seconds; 0 = off"),
     NW__INT(checkpoint, keep_last, "3", 1, 1000000,
             "checkpoints kept in the run directory"),
+    NW__INT(checkpoint, max_failures, "3", 1, 1000000,
+            "failed writes in a row after which training stops (exit 74)"),
     NW__DBL(checkpoint, verify_timeout, "60", 0.1, 1e6, 0,
             "seconds one checkpoint verification may take before the file "
             "counts as damaged"),

@@ -77,6 +77,7 @@ typedef struct {
   int every;             /* save every N steps; 0 = only on stop and OOM */
   double every_seconds;  /* and every N seconds; 0 = off */
   int keep_last;         /* checkpoints kept in the run directory */
+  int max_failures;      /* failed writes in a row before training stops */
   double verify_timeout; /* seconds one verification may take */
 } nw_checkpoint_config;
 

@@ -352,8 +352,8 @@ static void nw_demo_plan(nw_demo_run *runs, const char *dir, int steps,
   static const char *const stories[NW_DEMO_N] = {
       "the embedded defaults",
       "batch.micro=32 on a device sized for micro-batch 8",
-      "data.long_fraction=0.02, data.long_max_digits=48: a rare long "
-      "problem on a device sized for typical ones",
+      ("data.long_fraction=0.02, data.long_max_digits=48: a rare long "
+       "problem on a device sized for typical ones"),
       "evaluations that keep their kv-cache (eval.release_cache=false)",
       "a stale nightwatch-train of the same run id left on the device"};
   for (int i = 0; i < NW_DEMO_N; i++) {

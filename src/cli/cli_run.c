@@ -30,6 +30,9 @@ static void nw_cli_run_usage(FILE *f) {
         "  --policy FILE  recovery policy (docs/policies.md); SIGHUP reloads "
         "it\n"
         "  --run-dir DIR  the run directory (same as --set run.dir=DIR)\n"
+        "  --resume none  the first start begins at step 0 on purpose (the\n"
+        "                 run's checkpoints are moved aside, never deleted);\n"
+        "                 later starts resume as always\n"
         "  -- COMMAND     supervise a foreign trainer (docs/protocol.md)\n"
         "exit codes: 0 finished or stopped, 1 gave up or failed, 64 usage, "
         "78 config\n",
@@ -49,7 +52,7 @@ static void nw_cli_run_train_bin(char *out, size_t len) {
 }
 
 typedef struct {
-  const char *config, *policy, *run_dir;
+  const char *config, *policy, *run_dir, *resume;
   char **sets;
   int n_sets;
   char **command;
@@ -79,6 +82,8 @@ static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
       dst = &a->policy;
     else if (!strncmp(arg, "--run-dir", 9) && (arg[9] == '\0' || arg[9] == '='))
       dst = &a->run_dir;
+    else if (!strncmp(arg, "--resume", 8) && (arg[8] == '\0' || arg[8] == '='))
+      dst = &a->resume;
     if (dst) {
       const char *eq = strchr(arg, '=');
       if (eq && !strncmp(arg, "--set=", 6))
@@ -107,6 +112,11 @@ static int nw_cli_run_parse(int argc, char **argv, nw_cli_run_args *a) {
       return NW_EXIT_USAGE;
     }
     a->config = arg;
+  }
+  if (a->resume && strcmp(a->resume, "none") && strcmp(a->resume, "auto")) {
+    fprintf(stderr, "nightwatch run: --resume takes none or auto, not %s\n",
+            a->resume);
+    return NW_EXIT_USAGE;
   }
   return 0;
 }
@@ -205,6 +215,7 @@ int nw_cli_run(int argc, char **argv) {
   o->sets = a.sets;
   o->n_sets = a.n_sets;
   o->policy_path = a.policy;
+  o->resume_none = a.resume && !strcmp(a.resume, "none");
   o->command = command;
   o->train_bin = train_bin;
   rc = nw_supervisor_run(o, err, sizeof err);

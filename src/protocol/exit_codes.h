@@ -19,8 +19,17 @@
     "restart",                                                                 \
     "gave up, the run directory is locked by another supervisor, or a "        \
     "system failure: systemd's restart logic takes over")                      \
-  X(USAGE, 64, "usage", "bad command line: never retried",                     \
-    "bad command line")                                                        \
+  X(USAGE, 64, "usage", "bad command line: never retried", "bad command line") \
+  X(DAMAGED, 65, "no good checkpoint",                                         \
+    "the run has checkpoints and none verifies (moved to "                     \
+    "checkpoints/damaged/): never starts over by itself; --resume none does",  \
+    "")                                                                        \
+  X(LOCKED, 73, "run directory in use",                                        \
+    "another trainer holds RUN_DIR/trainer.lock: refused at start", "")        \
+  X(STORAGE, 74, "storage",                                                    \
+    "checkpoint.max_failures checkpoints in a row could not be written: "      \
+    "stopped, so that no more work goes unsaved",                              \
+    "")                                                                        \
   X(OOM, 75, "out of memory",                                                  \
     "a device allocation failed: classify and recover", "")                    \
   X(PEER, 76, "peer failed",                                                   \

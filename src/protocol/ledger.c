@@ -16,7 +16,8 @@
 
 int nw_ledger_open(nw_ledger *l, const char *dir, char *err, size_t errlen) {
   snprintf(l->path, sizeof l->path, "%s/%s", dir, NW_LEDGER_FILE);
-  l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  /* read too: the last byte says whether a torn record ends the file */
+  l->fd = open(l->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (l->fd < 0) {
     snprintf(err, errlen, "%s: %s", l->path, strerror(errno));
     return NW_ESYS;

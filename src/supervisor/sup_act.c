@@ -86,9 +86,22 @@ void nw_sup_act_hang(nw_sup *s, double now) {
 
 void nw_sup_act_stop_idle(nw_sup *s, const char *why) {
   nw_info("%s: no trainer running; stopping", why);
+  s->stopped = 1;
   nw_sup_log_append(&s->log,
                     nw_sup_entry_end("stop", why, 0, 0, s->progress.step, -1));
   s->exit_code = NW_EXIT_FINISHED;
+}
+
+void nw_sup_act_storage_line(nw_sup *s, nw_sup_line line) {
+  const nw_sup_progress *p = &s->progress;
+  int pid = (int)s->ranks.rank[0].child.pid;
+  if (line == NW_SUP_LINE_CKPT_ERROR)
+    nw_sup_log_append(&s->log, nw_sup_entry_checkpoint_error(
+                                   pid, p->ckpt_error_step, p->ckpt_error));
+  else if (line == NW_SUP_LINE_CKPT_SKIPPED)
+    nw_sup_log_append(&s->log, nw_sup_entry_checkpoint_skipped(
+                                   pid, p->skipped_path, p->skipped_reason,
+                                   p->skipped_moved_to));
 }
 
 void nw_sup_act_step(nw_sup *s, double now) {
@@ -137,10 +150,20 @@ static void nw_sup_act_kill_duplicate(nw_sup *s, const nw_decision *d,
                                       nw_sup_plan *plan, double now) {
   nw_device_ref dev = nw_sup_exit_device(&s->exit);
   json_t *killed = json_array(), *waited = json_array();
-  for (int i = 0; i < cls->n_duplicates; i++)
-    if (nw_sup_kills_term(&s->kills, &dev, cls->duplicate_pids[i],
-                          s->log.run_id, d->grace_seconds))
-      json_array_append_new(killed, json_integer(cls->duplicate_pids[i]));
+  const nw_sup_exit *x = &s->exit;
+  for (int i = 0; i < cls->n_duplicates; i++) {
+    int pid = cls->duplicate_pids[i];
+    /* a holder of the trainer lock is proven by the lock, wherever it
+     * holds memory; the classifier's duplicates by the device */
+    int signalled =
+        x->lock_ours && pid == x->lock.pid
+            ? nw_sup_kills_term_lock_holder(&s->kills, x->run_dir, pid,
+                                            s->log.run_id, d->grace_seconds)
+            : nw_sup_kills_term(&s->kills, &dev, pid, s->log.run_id,
+                                d->grace_seconds);
+    if (signalled)
+      json_array_append_new(killed, json_integer(pid));
+  }
   nw_sup_act_foreign(s, d, cls, &dev, killed, waited);
   if (json_array_size(killed))
     nw_sup_log_append(&s->log, nw_sup_entry_kill(killed, d->grace_seconds));
@@ -207,6 +230,25 @@ static nw_sup_plan nw_sup_act_failure(nw_sup *s, const nw_sup_verdict *v,
   return plan;
 }
 
+/* Storage that cannot hold the run's work, or a run directory another
+ * run's trainer holds: restarting would repeat lost work or fight over the
+ * directory. The failure and the give-up (which alerts, saying what to
+ * do) go to the ledger; systemd's restart logic takes over. */
+static void nw_sup_act_never_retried(nw_sup *s, const nw_sup_verdict *v) {
+  const nw_sup_exit *x = &s->exit;
+  nw_log_event(NW_LOG_ERROR, v->cause_name, "give-up", "%s: %s", v->event,
+               v->evidence);
+  s->exit_code = NW_EXIT_FAILURE;
+  if (v->end == NW_SUP_END_LOCKED) {
+    nw_sup_log_append(&s->log,
+                      nw_sup_entry_config_error(v->evidence, x->pid, x->code));
+    return;
+  }
+  nw_sup_log_append(&s->log, nw_sup_entry_failure(x, v));
+  nw_sup_log_append(&s->log, nw_sup_entry_give_up(v->cause_name, v->evidence,
+                                                  &s->cfg, s->rec.recoveries));
+}
+
 nw_sup_plan nw_sup_act_exit(nw_sup *s, int stop_requested, int hang,
                             double now) {
   nw_sup_exit *x = &s->exit;
@@ -218,12 +260,14 @@ nw_sup_plan nw_sup_act_exit(nw_sup *s, int stop_requested, int hang,
   nw_sup_plan plan = {.outcome = NW_SUP_OUT_OVER};
   switch (v.end) {
   case NW_SUP_END_STOPPED:
+    s->stopped = 1;
     s->exit_code = x->code == 0 ? NW_EXIT_FINISHED : NW_EXIT_FAILURE;
     nw_sup_log_append(&s->log,
                       nw_sup_entry_end(v.event, v.evidence, x->pid, x->code,
                                        x->step, x->seen_stop));
     break;
   case NW_SUP_END_FINISHED:
+    s->stopped = !x->seen_finish; /* stopped from elsewhere */
     s->exit_code = NW_EXIT_FINISHED;
     nw_sup_log_append(
         &s->log, nw_sup_entry_end(v.event, v.evidence, x->pid, 0, x->step, -1));
@@ -233,6 +277,11 @@ nw_sup_plan nw_sup_act_exit(nw_sup *s, int stop_requested, int hang,
     s->exit_code = NW_EXIT_CONFIG;
     nw_sup_log_append(&s->log,
                       nw_sup_entry_config_error(x->how, x->pid, x->code));
+    plan.outcome = NW_SUP_OUT_GIVE_UP;
+    break;
+  case NW_SUP_END_STORAGE:
+  case NW_SUP_END_LOCKED:
+    nw_sup_act_never_retried(s, &v);
     plan.outcome = NW_SUP_OUT_GIVE_UP;
     break;
   case NW_SUP_END_FAILED:

@@ -66,6 +66,8 @@ typedef struct {
   double restart_at;    /* BACKOFF: the next start, no earlier */
   double foreign_until; /* WAITING_FOREIGN: the device is checked again */
   int exit_code;        /* FINISHED, GAVE_UP: the supervisor's */
+  int stopped;          /* FINISHED by a stop, not by the last step:
+                           status.json says "stopped" */
 
   nw_sup_ranks ranks;       /* the trainers */
   nw_sup_progress progress; /* what their status lines said */
@@ -148,6 +150,8 @@ void nw_sup_act_kill_trainer(nw_sup *s, const char *why);
 void nw_sup_act_hang(nw_sup *s, double now);
 /* A stop request with no trainer running: the stop entry, exit 0. */
 void nw_sup_act_stop_idle(nw_sup *s, const char *why);
+/* A checkpoint_error or checkpoint_skipped line: its ledger entry. */
+void nw_sup_act_storage_line(nw_sup *s, nw_sup_line line);
 /* The first step of a trainer: the resumed entry after an outage. */
 void nw_sup_act_step(nw_sup *s, double now);
 /* The last rank is gone: observe, classify, decide, act (the ledger, the

@@ -4,8 +4,12 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "base/runlock.h" // defines: nw_runlock_who, NW_TRAINLOCK_FILE
 
 #include "base/log.h"             // defines: nw_info, nw_warn, nw_error
 #include "supervisor/sup_child.h" // defines: nw_pidfd_open, nw_pidfd_send
@@ -28,16 +32,38 @@ static int nw_sup_kills_proven(const nw_device_ref *dev, int pid,
   return nw_holders_find(&hs, pid, (unsigned)getuid(), run_id) >= 0;
 }
 
-int nw_sup_kills_term(nw_sup_kills *k, const nw_device_ref *dev, int pid,
-                      const char *run_id, double grace) {
-  if (pid <= 0 || pid == getpid() || k->n == NW_SUP_MAX_KILL)
+/* The other proof: it holds this run directory's trainer lock, with our
+ * uid and our run id written in it (base/runlock.h). */
+static int nw_sup_kills_holds_lock(const char *run_dir, int pid,
+                                   const char *run_id) {
+  nw_runlock_holder_info h;
+  nw_runlock_who(run_dir, NW_TRAINLOCK_FILE, &h);
+  return h.pid == pid && !strcmp(h.run_id, run_id) &&
+         nw_sup_pid_uid(pid) == (long)getuid();
+}
+
+long nw_sup_pid_uid(int pid) {
+  char path[64];
+  struct stat sb;
+  snprintf(path, sizeof path, "/proc/%d", pid);
+  return stat(path, &sb) == 0 ? (long)sb.st_uid : -1;
+}
+
+/* Pins pid with a pidfd, checks the proof again (a pid can be reused
+ * between the evidence and now), then SIGTERM. */
+static int nw_sup_kills_pin(nw_sup_kills *k, int pid, const nw_device_ref *dev,
+                            const char *lock_dir, const char *run_id,
+                            double grace) {
+  if (pid <= 1 || pid == getpid() || k->n == NW_SUP_MAX_KILL)
     return 0;
   int fd = nw_pidfd_open(pid);
   if (fd < 0) {
     nw_info("duplicate %d is already gone", pid);
     return 0;
   }
-  if (!nw_sup_kills_proven(dev, pid, run_id)) {
+  int proven = dev ? nw_sup_kills_proven(dev, pid, run_id)
+                   : nw_sup_kills_holds_lock(lock_dir, pid, run_id);
+  if (!proven) {
     nw_warn("process %d is no longer provably a duplicate of this run: "
             "not killed",
             pid);
@@ -54,6 +80,16 @@ int nw_sup_kills_term(nw_sup_kills *k, const nw_device_ref *dev, int pid,
   k->pid[k->n++] = pid;
   k->grace = grace;
   return 1;
+}
+
+int nw_sup_kills_term(nw_sup_kills *k, const nw_device_ref *dev, int pid,
+                      const char *run_id, double grace) {
+  return nw_sup_kills_pin(k, pid, dev, NULL, run_id, grace);
+}
+
+int nw_sup_kills_term_lock_holder(nw_sup_kills *k, const char *run_dir, int pid,
+                                  const char *run_id, double grace) {
+  return nw_sup_kills_pin(k, pid, NULL, run_dir, run_id, grace);
 }
 
 int nw_sup_kills_reap(nw_sup_kills *k) {

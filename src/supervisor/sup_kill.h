@@ -3,6 +3,7 @@
  * hit. docs/supervisor.md, "What an exit means".
  * defines: nw_sup_kill_phase, nw_sup_kills, NW_SUP_MAX_KILL,
  *          NW_SUP_KILL_WAIT, nw_sup_kills_init, nw_sup_kills_term,
+ *          nw_sup_kills_term_lock_holder, nw_sup_pid_uid,
  *          nw_sup_kills_reap, nw_sup_kills_sigkill, nw_sup_kills_forget
  *
  * The phase is a sub-state of the recovery wait (backoff, waiting-foreign)
@@ -40,6 +41,15 @@ void nw_sup_kills_init(nw_sup_kills *k);
  * room). */
 int nw_sup_kills_term(nw_sup_kills *k, const nw_device_ref *dev, int pid,
                       const char *run_id, double grace);
+
+/* The same for the holder of RUN_DIR/trainer.lock: it must still hold it,
+ * with our uid and this run id written in it (a trainer started by hand on
+ * a supervised run directory, or a stale one of an earlier supervisor). */
+int nw_sup_kills_term_lock_holder(nw_sup_kills *k, const char *run_dir, int pid,
+                                  const char *run_id, double grace);
+
+/* The owner of /proc/PID, -1 when it is gone. */
+long nw_sup_pid_uid(int pid);
 
 /* Forgets the duplicates that are gone (their pidfd is readable); how many
  * are left. */

@@ -153,6 +153,20 @@ json_t *nw_sup_entry_give_up(const char *cause_name, const char *reason,
                    cfg->batch.effective, "recoveries", recoveries);
 }
 
+json_t *nw_sup_entry_checkpoint_error(int pid, int step, const char *error) {
+  return json_pack("{s:s, s:s, s:i, s:i, s:s}", "event", "checkpoint-error",
+                   "cause", "storage", "pid", pid, "step", step, "evidence",
+                   error);
+}
+
+json_t *nw_sup_entry_checkpoint_skipped(int pid, const char *path,
+                                        const char *reason,
+                                        const char *moved_to) {
+  return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "event",
+                   "checkpoint-skipped", "cause", "storage", "pid", pid, "path",
+                   path, "evidence", reason, "moved_to", moved_to);
+}
+
 json_t *nw_sup_entry_kill(json_t *pids, double grace) {
   return json_pack("{s:s, s:s, s:o, s:f}", "event", "kill", "cause",
                    "duplicate-process", "pids", pids, "grace_s", grace);

@@ -6,6 +6,7 @@
  * nw_sup_entry_config_error, nw_sup_entry_end, nw_sup_entry_hang,
  * nw_sup_entry_failure, nw_sup_entry_recovery, nw_sup_entry_give_up,
  * nw_sup_entry_kill, nw_sup_entry_alert, nw_sup_entry_resumed,
+ * nw_sup_entry_checkpoint_error, nw_sup_entry_checkpoint_skipped,
  * nw_sup_entry_reload
  *
  * Every builder returns a new reference (NULL when out of memory, which
@@ -64,6 +65,13 @@ json_t *nw_sup_entry_give_up(const char *cause_name, const char *reason,
                              const nw_config *cfg, int recoveries);
 /* kill: the duplicates SIGTERMed (stolen), the grace. */
 json_t *nw_sup_entry_kill(json_t *pids, double grace);
+/* "checkpoint-error": a write of the trainer's failed (it goes on, up to
+ * checkpoint.max_failures in a row); "checkpoint-skipped": at resume, a
+ * checkpoint failed verification and was moved aside. */
+json_t *nw_sup_entry_checkpoint_error(int pid, int step, const char *error);
+json_t *nw_sup_entry_checkpoint_skipped(int pid, const char *path,
+                                        const char *reason,
+                                        const char *moved_to);
 /* alert about processes on the device that are not ours: key "pids" or
  * "processes" (what, stolen); wait_s < 0: none. */
 json_t *nw_sup_entry_alert(const char *evidence, const char *key, json_t *what,

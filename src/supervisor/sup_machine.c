@@ -224,6 +224,8 @@ void nw_sup_dispatch(nw_sup *s, const nw_sup_event *e) {
   case NW_SUP_GAVE_UP:
     break;
   }
+  if (line == NW_SUP_LINE_CKPT_ERROR || line == NW_SUP_LINE_CKPT_SKIPPED)
+    nw_sup_act_storage_line(s, line);
   /* after the transition: READY=1 and STOPPING=1 show the new state */
   if (line == NW_SUP_LINE_STEP) {
     nw_sup_act_step(s, e->now);
@@ -294,7 +296,9 @@ static void nw_sup_write_status(nw_sup *s, double now) {
   nw_ledger_now_iso(now_iso, sizeof now_iso);
   json_t *o = json_pack(
       "{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:o, s:i, s:i}",
-      "updated", now_iso, "state", nw_sup_state_name(s->state),
+      "updated", now_iso, "state",
+      s->state == NW_SUP_FINISHED && s->stopped ? "stopped"
+                                                : nw_sup_state_name(s->state),
       "supervisor_pid", (int)getpid(), "trainer_pid",
       (int)s->ranks.rank[0].child.pid, "step", p->step, "steps", p->total_steps,
       "loss", p->loss, "seq_len", p->seq_len, "recoveries", s->rec.recoveries,

@@ -2,6 +2,7 @@
 #include "supervisor/sup_progress.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/log.h" // defines: nw_log_set_step
@@ -16,11 +17,18 @@ void nw_sup_progress_started(nw_sup_progress *p, double now) {
   p->start_line_t = p->resume_line_t = 0;
   p->resume_step = -1;
   p->seen_stop = p->seen_finish = 0;
+  p->ckpt_errors = p->skipped = 0;
 }
 
 static int nw_sup_int(json_t *o, const char *k, int def) {
   json_t *v = json_object_get(o, k);
   return json_is_integer(v) ? (int)json_integer_value(v) : def;
+}
+
+/* o's string member k into buf ("" when absent). */
+static void nw_sup_str(json_t *o, const char *k, char *buf, size_t len) {
+  const char *v = json_string_value(json_object_get(o, k));
+  snprintf(buf, len, "%s", v ? v : "");
 }
 
 static void nw_sup_progress_step(nw_sup_progress *p, json_t *o) {
@@ -59,6 +67,17 @@ nw_sup_line nw_sup_progress_line(nw_sup_progress *p, int r, const char *text,
   } else if (!strcmp(ev, "finish")) {
     p->seen_finish = 1;
     kind = NW_SUP_LINE_FINISH;
+  } else if (!strcmp(ev, "checkpoint_error")) {
+    nw_sup_str(o, "error", p->ckpt_error, sizeof p->ckpt_error);
+    p->ckpt_error_step = nw_sup_int(o, "step", -1);
+    p->ckpt_errors++;
+    kind = NW_SUP_LINE_CKPT_ERROR;
+  } else if (!strcmp(ev, "checkpoint_skipped")) {
+    nw_sup_str(o, "path", p->skipped_path, sizeof p->skipped_path);
+    nw_sup_str(o, "reason", p->skipped_reason, sizeof p->skipped_reason);
+    nw_sup_str(o, "moved_to", p->skipped_moved_to, sizeof p->skipped_moved_to);
+    p->skipped++;
+    kind = NW_SUP_LINE_CKPT_SKIPPED;
   }
   json_decref(o);
   return kind;

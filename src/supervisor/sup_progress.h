@@ -11,12 +11,16 @@
 
 /* What kind of line it was. */
 typedef enum {
-  NW_SUP_LINE_OTHER,  /* not ours, another rank's, or an event we skip */
-  NW_SUP_LINE_START,  /* the trainer is up: "start" */
-  NW_SUP_LINE_RESUME, /* it loaded a checkpoint: "resume" */
-  NW_SUP_LINE_STEP,   /* an optimizer step completed: "step" */
-  NW_SUP_LINE_STOP,   /* it checkpointed on a stop request: "stop" */
-  NW_SUP_LINE_FINISH, /* it ran to its last step: "finish" */
+  NW_SUP_LINE_OTHER,        /* not ours, another rank's, or an event we skip */
+  NW_SUP_LINE_START,        /* the trainer is up: "start" */
+  NW_SUP_LINE_RESUME,       /* it loaded a checkpoint: "resume" */
+  NW_SUP_LINE_STEP,         /* an optimizer step completed: "step" */
+  NW_SUP_LINE_STOP,         /* it checkpointed on a stop request: "stop" */
+  NW_SUP_LINE_FINISH,       /* it ran to its last step: "finish" */
+  NW_SUP_LINE_CKPT_ERROR,   /* a checkpoint write failed: "checkpoint_error"
+                               (ckpt_error, ckpt_error_step) */
+  NW_SUP_LINE_CKPT_SKIPPED, /* at resume, a checkpoint failed verification:
+                               "checkpoint_skipped" (skipped_*) */
 } nw_sup_line;
 
 typedef struct {
@@ -33,6 +37,12 @@ typedef struct {
   double start_line_t, resume_line_t;
   int resume_step;
   int seen_stop, seen_finish;
+  /* storage: the last failed write, and the last checkpoint skipped */
+  char ckpt_error[1024];
+  int ckpt_error_step;
+  int ckpt_errors; /* failed writes of this start */
+  char skipped_path[1024], skipped_reason[1024], skipped_moved_to[1024];
+  int skipped; /* checkpoints skipped by this start */
 } nw_sup_progress;
 
 void nw_sup_progress_init(nw_sup_progress *p);

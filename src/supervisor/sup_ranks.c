@@ -58,7 +58,7 @@ int nw_sup_ranks_start(nw_sup_ranks *rs, const nw_sup_options *o,
   char *argv[512];
   nw_trainer_args args;
   int world = cfg->batch.world > 0 ? cfg->batch.world : 1;
-  nw_trainer_argv(o, cfg, &args, argv, 512);
+  nw_trainer_argv(o, cfg, o->resume_none && rs->starts == 0, &args, argv, 512);
   /* a fresh name per start: nothing of a dead world is ever joined */
   snprintf(rs->comm, sizeof rs->comm, "nw-%s-%d-%d", run_id, (int)getpid(),
            rs->starts + 1);

@@ -15,6 +15,7 @@
 #include "checkpoints/ckpt.h"    // defines: nw_ckpt_list
 #include "protocol/exit_codes.h" // defines: NW_EXIT_*
 #include "protocol/world.h"      // defines: nw_world_device_name
+#include "supervisor/sup_kill.h" // defines: nw_sup_pid_uid
 
 /* ---- the cgroup's OOM-killer counter ---- */
 
@@ -139,6 +140,26 @@ static void nw_sup_observations(nw_sup_exit *x, const nw_sup_ranks *rk,
     o->oom_killed_by_kernel = 1;
 }
 
+/* What storage failures and a locked run directory leave to look at. */
+static void nw_sup_observe_storage(nw_sup_exit *x, const nw_sup_progress *p,
+                                   const nw_config *cfg, const char *run_id) {
+  snprintf(x->ckpt_error, sizeof x->ckpt_error, "%s",
+           p->ckpt_errors ? p->ckpt_error : "");
+  x->ckpt_errors = p->ckpt_errors;
+  x->skipped = p->skipped;
+  snprintf(x->run_dir, sizeof x->run_dir, "%s", cfg->run.dir);
+  memset(&x->lock, 0, sizeof x->lock);
+  x->lock_uid = -1;
+  x->lock_ours = 0;
+  if (x->code != NW_EXIT_LOCKED || x->hang || x->stop_requested)
+    return;
+  nw_runlock_who(cfg->run.dir, NW_TRAINLOCK_FILE, &x->lock);
+  if (x->lock.pid > 1)
+    x->lock_uid = nw_sup_pid_uid(x->lock.pid);
+  x->lock_ours = x->lock.pid > 1 && x->lock_uid == (long)getuid() &&
+                 !strcmp(x->lock.run_id, run_id);
+}
+
 void nw_sup_observe(nw_sup_exit *x, const nw_sup_ranks *rk,
                     const nw_sup_progress *p, const nw_config *cfg,
                     const char *run_id, int stop_requested, int hang) {
@@ -160,10 +181,12 @@ void nw_sup_observe(nw_sup_exit *x, const nw_sup_ranks *rk,
   x->have_report = 0;
   x->gpu[0] = '\0';
   x->failed_step = p->step;
+  nw_sup_observe_storage(x, p, cfg, run_id);
   if (stop_requested ||
       (!hang && (x->code == NW_EXIT_FINISHED || x->code == NW_EXIT_USAGE ||
-                 x->code == NW_EXIT_CONFIG)))
-    return; /* not a failure: no report to look at */
+                 x->code == NW_EXIT_CONFIG || x->code == NW_EXIT_STORAGE ||
+                 x->code == NW_EXIT_DAMAGED || x->code == NW_EXIT_LOCKED)))
+    return; /* not an OOM: no report to look at */
   nw_sup_read_report(x, cfg->run.dir);
   if (!x->have_report)
     return;
@@ -209,6 +232,62 @@ static void nw_sup_evidence(const nw_sup_exit *x, const char *cls_evidence,
     snprintf(buf, len, "%s", cls_evidence);
 }
 
+/* Exit 74, 65 and 73: storage, and a run directory another trainer holds.
+ * 1 when x was one of them (v filled). */
+static int nw_sup_classify_storage(const nw_sup_exit *x, nw_sup_verdict *v) {
+  if (x->code == NW_EXIT_STORAGE) {
+    v->end = NW_SUP_END_STORAGE;
+    snprintf(
+        v->evidence, sizeof v->evidence,
+        "%d checkpoint%s in a row could not be written (the last: %.500s); "
+        "the trainer stopped so that no more work goes unsaved. Free "
+        "space where %.300s/checkpoints lives, then start the run again: it "
+        "resumes from the newest good checkpoint",
+        x->ckpt_errors, x->ckpt_errors == 1 ? "" : "s",
+        x->ckpt_error[0] ? x->ckpt_error : "see the trainer's log", x->run_dir);
+  } else if (x->code == NW_EXIT_DAMAGED) {
+    v->end = NW_SUP_END_STORAGE;
+    snprintf(v->evidence, sizeof v->evidence,
+             "the run has checkpoints and none verifies (%d skipped; each "
+             "was moved to %.300s/checkpoints/damaged/, see the "
+             "checkpoint-skipped entries); nothing was trained from step 0. "
+             "Look at them; `nightwatch run --resume none` starts over on "
+             "purpose",
+             x->skipped, x->run_dir);
+  } else if (x->code == NW_EXIT_LOCKED && !x->lock_ours) {
+    v->end = NW_SUP_END_LOCKED;
+    v->event = "config-error";
+    snprintf(
+        v->evidence, sizeof v->evidence,
+        "%.300s/%s is held by pid %d (uid %ld, run \"%s\"): not provably a "
+        "duplicate of this run, so never killed; stop it, or give this "
+        "run its own run.dir",
+        x->run_dir, NW_TRAINLOCK_FILE, x->lock.pid, x->lock_uid,
+        x->lock.run_id);
+    return 1;
+  } else if (x->code == NW_EXIT_LOCKED) {
+    /* our uid and our run id in the lock: a duplicate, whatever its device */
+    v->end = NW_SUP_END_FAILED;
+    v->event = "duplicate";
+    v->cause = NW_CAUSE_DUPLICATE;
+    v->cause_name = nw_cause_name(NW_CAUSE_DUPLICATE);
+    v->cls.cause = NW_CAUSE_DUPLICATE;
+    v->cls.n_duplicates = 1;
+    v->cls.duplicate_pids[0] = x->lock.pid;
+    snprintf(v->evidence, sizeof v->evidence,
+             "the trainer could not lock %.300s/%s: pid %d holds it, with this "
+             "user and this run's id (%s) in it: a duplicate of this run",
+             x->run_dir, NW_TRAINLOCK_FILE, x->lock.pid, x->lock.run_id);
+    snprintf(v->cls.evidence, sizeof v->cls.evidence, "%.1000s", v->evidence);
+    return 1;
+  } else {
+    return 0;
+  }
+  v->event = "storage";
+  v->cause_name = "storage";
+  return 1;
+}
+
 void nw_sup_classify(const nw_config *cfg, const nw_sup_exit *x,
                      nw_sup_verdict *v) {
   memset(v, 0, sizeof *v);
@@ -235,6 +314,8 @@ void nw_sup_classify(const nw_config *cfg, const nw_sup_exit *x,
     snprintf(v->evidence, sizeof v->evidence, "%s", x->how);
     return;
   }
+  if (!x->hang && nw_sup_classify_storage(x, v))
+    return;
   v->end = NW_SUP_END_FAILED;
   nw_classify(cfg, x->have_report ? &x->report : NULL, &x->obs, &v->cls);
   v->event =

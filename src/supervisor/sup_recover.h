@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "base/config.h"             // defines: nw_config, NW_PATH_MAX
+#include "base/runlock.h"            // defines: nw_runlock_holder_info
 #include "device/procs.h"            // defines: nw_device_ref
 #include "protocol/oom_report.h"     // defines: nw_oom_report
 #include "recovery/classify.h"       // defines: nw_observations, nw_classify
@@ -49,6 +50,16 @@ typedef struct {
                           then ever killed) */
   int oom_kill_known;  /* the cgroup's counter could be read */
   nw_observations obs; /* for the classifier */
+  /* storage (exit 74 or 65): what the status lines said */
+  char ckpt_error[1024]; /* the last failed write, "" when none */
+  int ckpt_errors;       /* failed writes of this start */
+  int skipped;           /* checkpoints skipped at its resume */
+  char run_dir[NW_PATH_MAX];
+  /* exit 73: who holds RUN_DIR/trainer.lock, and whether that proves a
+   * duplicate of this run (our uid, our run id in the file) */
+  nw_runlock_holder_info lock;
+  long lock_uid;
+  int lock_ours;
 } nw_sup_exit;
 
 /* The device whose holders the recovery asks about. */
@@ -58,6 +69,10 @@ typedef enum {
   NW_SUP_END_STOPPED,  /* stopped on our request: the run is over */
   NW_SUP_END_FINISHED, /* exit 0: ran to its end, or stopped from elsewhere */
   NW_SUP_END_REFUSED,  /* exit 64 or 78: refused its settings; never retried */
+  NW_SUP_END_STORAGE,  /* exit 74 or 65: checkpoints cannot be written, or
+                          none verifies: never retried (class storage) */
+  NW_SUP_END_LOCKED,   /* exit 73 and the trainer lock's holder is not
+                          provably ours: never killed, never retried */
   NW_SUP_END_FAILED,   /* a failure: decided by the policy */
 } nw_sup_end;
 

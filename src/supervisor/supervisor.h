@@ -37,6 +37,9 @@ typedef struct {
   char *const *command;    /* foreign trainer argv, NULL-terminated; */
                            /* NULL: nightwatch-train */
   const char *train_bin;   /* path of nightwatch-train */
+  int resume_none;         /* --resume none: the first start begins at step
+                              0 on purpose (the run's checkpoints are moved
+                              to superseded-<time>/); later starts resume */
   nw_config cfg;           /* loaded, set and validated */
   nw_policy policy;        /* loaded */
 } nw_sup_options;

@@ -10,7 +10,7 @@
 #include "protocol/world.h"       // defines: NW_WORLD_ENV_*
 #include "supervisor/sup_child.h" // defines: nw_child_env_build
 
-int nw_trainer_argv(const nw_sup_options *o, const nw_config *cfg,
+int nw_trainer_argv(const nw_sup_options *o, const nw_config *cfg, int fresh,
                     nw_trainer_args *args, char **argv, int max) {
   int n = 0;
   if (o->command) {
@@ -34,7 +34,7 @@ int nw_trainer_argv(const nw_sup_options *o, const nw_config *cfg,
     argv[n++] = args->set[i];
   }
   argv[n++] = "--resume";
-  argv[n++] = "auto";
+  argv[n++] = fresh ? "none" : "auto";
   argv[n] = NULL;
   return n;
 }

@@ -17,8 +17,10 @@ typedef struct {
 /* argv (at most max entries, NULL-terminated) of rank trainers: the
  * foreign command as given, or nightwatch-train with the user's config and
  * --set options, then the settings in force (the last one wins) and
- * --resume auto. Pointers into o, cfg's copies in args. The count. */
-int nw_trainer_argv(const nw_sup_options *o, const nw_config *cfg,
+ * --resume auto (--resume none when fresh: the run's first start under
+ * `nightwatch run --resume none`). Pointers into o, cfg's copies in args.
+ * The count. */
+int nw_trainer_argv(const nw_sup_options *o, const nw_config *cfg, int fresh,
                     nw_trainer_args *args, char **argv, int max);
 
 /* The environment of rank `rank`: ours without systemd's variables and

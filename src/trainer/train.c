@@ -13,6 +13,7 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/run_id.h"
+#include "base/runlock.h" // defines: nw_runlock_take, NW_TRAINLOCK_FILE
 #include "device/device.h"
 
 /* The run id: every process of one run shares it (run_id.h). */
@@ -113,6 +114,7 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   t->micro_step = -1;
   t->last_eval_step = -1;
   t->durable_step = -1;
+  t->lockfd = -1;
   t->last_ckpt_time = nw_clock_now();
   t->tokens_step = -1;
   nw_status_open(&t->status);
@@ -125,6 +127,13 @@ int nw_trainer_create(nw_trainer **out, const nw_config *cfg, char *err,
   if ((rc = nw_mkdir_p(cfg->run.dir, err, errlen)) < 0)
     goto fail;
   if ((rc = nw_trainer_run_id(t, err, errlen)) < 0)
+    goto fail;
+  /* one trainer (world) per run directory: a second would write its own
+   * checkpoints beside ours. Rank 0 holds it for the world. */
+  nw_runlock_holder_info holder;
+  if (t->world.rank == 0 && (rc = t->lockfd = nw_runlock_take(
+                                 cfg->run.dir, NW_TRAINLOCK_FILE, "trainer",
+                                 t->run_id, &holder, err, errlen)) < 0)
     goto fail;
   t->len_hist = calloc((size_t)cfg->model.max_seq_len + 1, sizeof *t->len_hist);
   if (!t->len_hist) {
@@ -163,6 +172,7 @@ void nw_trainer_destroy(nw_trainer *t) {
     nw_device_close();    /* its workspace back to the domain first */
   nw_mem_destroy(t->mem); /* returns its bytes to the device first */
   nw_vdev_close(t->vdev);
+  nw_runlock_release(t->lockfd); /* last: nothing of ours writes any more */
   free(t->len_hist);
   free(t);
 }
@@ -485,7 +495,7 @@ int nw_trainer_run(nw_trainer *t) {
     NW_TRY(nw_trainer_step(t, &r));
     nw_trainer_report_step(t, &r);
     if (t->world.rank == 0)
-      nw_trainer_checkpoint_tick(t);
+      NW_TRY(nw_trainer_checkpoint_tick(t));
     if (cfg->eval.every > 0 &&
         (t->step % cfg->eval.every == 0 || t->step == cfg->train.steps))
       NW_TRY(nw_trainer_eval_world(t));

@@ -66,6 +66,8 @@ typedef struct nw_trainer {
   nw_ckpt_writer *writer;
   int writer_pinned; /* its buffer is page-locked by the backend */
   int durable_step;  /* step of the newest durable checkpoint; -1 */
+  int ckpt_failures; /* failed writes in a row (checkpoint.max_failures) */
+  int lockfd;        /* RUN_DIR/trainer.lock, rank 0 only; -1 */
   char durable_path[NW_PATH_MAX];
   double last_ckpt_time;              /* monotonic seconds of the last save */
   const volatile int *stop_requested; /* set by SIGTERM/SIGINT; may be NULL */
@@ -114,9 +116,11 @@ int nw_trainer_run(nw_trainer *t);
 int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
                       size_t errlen);
 /* After a step: collects a finished background write and starts the next
- * one when due (every N steps or seconds). Errors are reported, never
- * returned: training goes on when a checkpoint cannot be written. */
-void nw_trainer_checkpoint_tick(nw_trainer *t);
+ * one when due (every N steps or seconds). A failed write is reported and
+ * training goes on, until checkpoint.max_failures writes in a row have
+ * failed: then NW_ESTORAGE (the trainer exits 74: every step from here on
+ * would be lost too). */
+int nw_trainer_checkpoint_tick(nw_trainer *t);
 /* Writes a checkpoint of the current step now and waits for it (stop, end
  * of run, OOM). 0 when one is durable for t->step. */
 int nw_trainer_checkpoint_now(nw_trainer *t, const char *why);

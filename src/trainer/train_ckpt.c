@@ -51,14 +51,20 @@ static int nw_trainer_snapshot(nw_trainer *t, nw_ckpt_state *st) {
 /* A finished write: durable and retained, or reported. */
 static void nw_trainer_checkpoint_done(nw_trainer *t, const nw_ckpt_result *r) {
   if (r->rc < 0) {
-    nw_error("checkpoint of step %lld failed: %s; older checkpoints are "
-             "intact, training goes on",
-             r->step, r->err);
+    t->ckpt_failures++;
+    nw_error("checkpoint of step %lld failed (%d in a row, %d allowed): %s; "
+             "older checkpoints are intact%s",
+             r->step, t->ckpt_failures, t->cfg.checkpoint.max_failures, r->err,
+             t->ckpt_failures < t->cfg.checkpoint.max_failures
+                 ? ", training goes on"
+                 : "; training stops here (exit 74) so that no more work "
+                   "goes unsaved");
     nw_status_emit(&t->status,
                    json_pack("{s:s, s:I, s:s}", "event", "checkpoint_error",
                              "step", (json_int_t)r->step, "error", r->err));
     return;
   }
+  t->ckpt_failures = 0;
   t->durable_step = (int)r->step;
   snprintf(t->durable_path, sizeof t->durable_path, "%s", r->path);
   nw_info("checkpoint step %lld written in %.2fs: %s", r->step, r->seconds,
@@ -116,24 +122,27 @@ static int nw_trainer_checkpoint_start(nw_trainer *t) {
                               t->cfg.checkpoint.keep_last);
 }
 
-void nw_trainer_checkpoint_tick(nw_trainer *t) {
+int nw_trainer_checkpoint_tick(nw_trainer *t) {
   nw_ckpt_result r;
   if (t->writer && nw_ckpt_writer_poll(t->writer, &r))
     nw_trainer_checkpoint_done(t, &r);
+  if (t->ckpt_failures >= t->cfg.checkpoint.max_failures)
+    return NW_ESTORAGE;
   const nw_checkpoint_config *cc = &t->cfg.checkpoint;
   int due = (cc->every > 0 && t->step % cc->every == 0) ||
             (cc->every_seconds > 0 &&
              nw_clock_now() - t->last_ckpt_time >= cc->every_seconds);
   if (!due || t->step == t->durable_step)
-    return;
+    return 0;
   if (t->writer && nw_ckpt_writer_busy(t->writer)) {
     /* at most one write in flight: this one waits for the next step */
     nw_debug("checkpoint at step %d deferred: a write is in flight", t->step);
-    return;
+    return 0;
   }
   int rc = nw_trainer_checkpoint_start(t);
   if (rc < 0)
     nw_error("checkpoint at step %d not started: %s", t->step, nw_strerror(rc));
+  return 0;
 }
 
 int nw_trainer_checkpoint_now(nw_trainer *t, const char *why) {
@@ -239,8 +248,8 @@ int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
   char path[NW_PATH_MAX];
   double timeout = t->cfg.checkpoint.verify_timeout;
   nw_ckpt_search search = {nw_resume_skipped, nw_resume_waiting, t};
-  if (strcmp(spec, "none") == 0)
-    return nw_resume_none(t, err, errlen);
+  if (strcmp(spec, "none") == 0) /* rank 0 owns the run's checkpoints */
+    return t->world.rank == 0 ? nw_resume_none(t, err, errlen) : 0;
   if (strcmp(spec, "auto") == 0) {
     int rc = nw_ckpt_find_latest(t->cfg.run.dir, timeout, &search, path,
                                  sizeof path, err, errlen);
@@ -249,7 +258,7 @@ int nw_trainer_resume(nw_trainer *t, const char *spec, char *err,
       return 0; /* nothing to resume: a fresh start */
     }
     if (rc < 0)
-      return rc; /* NW_EDATA: checkpoints exist, none verifies */
+      return rc; /* NW_EDAMAGED: checkpoints exist, none verifies */
   } else {
     snprintf(path, sizeof path, "%s", spec);
     char why[1024];

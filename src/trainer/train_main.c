@@ -210,6 +210,10 @@ static int nw_train_start(nw_trainer **t, const nw_config *cfg,
     nw_error("%s", err); /* the world did not form */
     return NW_EXIT_PEER;
   }
+  if (rc == NW_EBUSY) {
+    nw_error("%s", err); /* names the trainer that holds the run directory */
+    return NW_EXIT_LOCKED;
+  }
   if (rc < 0) {
     nw_error("%s", err);
     return (rc == NW_ECONFIG || rc == NW_EDATA || rc == NW_EIO)
@@ -224,6 +228,13 @@ static int nw_train_start(nw_trainer **t, const nw_config *cfg,
      * at init, to classify and recover like any other */
     nw_error("%s", err);
     return nw_exit_oom(*t);
+  }
+  if (rc == NW_EDAMAGED) {
+    /* never a silent start from step 0 over a run that has checkpoints */
+    nw_error("%s; refusing to start over: look at them, or pass --resume "
+             "none to start from step 0 on purpose",
+             err);
+    return nw_exit_failed(*t, rc, NW_EXIT_DAMAGED);
   }
   if (rc < 0) {
     nw_error("%s", err);
@@ -278,7 +289,9 @@ int main(int argc, char **argv) {
   if (rc < 0) {
     if (rc != NW_EPEER && rc != NW_ETIMEDOUT)
       nw_error("training failed: %s", nw_strerror(rc));
-    return nw_exit_failed(t, rc, NW_EXIT_FAILURE);
+    int storage =
+        rc == NW_ESTORAGE || t->ckpt_failures >= t->cfg.checkpoint.max_failures;
+    return nw_exit_failed(t, rc, storage ? NW_EXIT_STORAGE : NW_EXIT_FAILURE);
   }
   nw_trainer_destroy(t);
   return NW_EXIT_FINISHED;

@@ -230,13 +230,16 @@ static void test_duplicate(void **state) {
   pid_t first = fork();
   assert_true(first >= 0);
   if (first == 0) {
-    char dirset[320], devset[128];
-    snprintf(dirset, sizeof dirset, "--set=run.dir=%s", c.dir);
+    /* a run directory of its own (one trainer per directory: the second
+     * would be refused, exit 73) with the same run id: a duplicate */
+    char dirset[360], devset[128], idset[128];
+    snprintf(dirset, sizeof dirset, "--set=run.dir=%s/first", c.dir);
     snprintf(devset, sizeof devset, "--set=device.name=%s", c.device);
+    snprintf(idset, sizeof idset, "--set=run.id=dup-%d", (int)getppid());
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
-    execl(NW_TRAIN_BIN, NW_TRAIN_BIN, dirset, devset, mem,
+    execl(NW_TRAIN_BIN, NW_TRAIN_BIN, dirset, devset, mem, idset,
           "--set=data.long_fraction=0", "--set=eval.every=0",
           "--set=train.steps=100000", (char *)NULL);
     _exit(127);
@@ -256,7 +259,9 @@ static void test_duplicate(void **state) {
       usleep(25000);
   }
   assert_true(held);
-  const char *sets[] = {mem, "--set=train.steps=3", NULL};
+  char idset[128];
+  snprintf(idset, sizeof idset, "--set=run.id=dup-%d", (int)getpid());
+  const char *sets[] = {mem, idset, "--set=train.steps=3", NULL};
   int rc = run_trainer(&c, sets);
   kill(first, SIGKILL);
   waitpid(first, NULL, 0);

@@ -104,7 +104,7 @@ static void test_trainer_argv(void **state) {
                       .config_path = "run.conf"};
   nw_trainer_args args;
   char *argv[64];
-  int n = nw_trainer_argv(&o, &c, &args, argv, 64);
+  int n = nw_trainer_argv(&o, &c, 0, &args, argv, 64);
   assert_null(argv[n]);
   assert_string_equal(argv[0], "/bin/nightwatch-train");
   assert_string_equal(argv[1], "run.conf");
@@ -127,6 +127,9 @@ static void test_trainer_argv(void **state) {
   }
   assert_string_equal(argv[n - 2], "--resume");
   assert_string_equal(argv[n - 1], "auto");
+  /* nightwatch run --resume none: the first start only */
+  n = nw_trainer_argv(&o, &c, 1, &args, argv, 64);
+  assert_string_equal(argv[n - 1], "none");
 }
 
 static const char *env_get(char **env, const char *name) {

@@ -150,7 +150,7 @@ static void test_list(void **state) {
   assert_int_equal(
       nw_ckpt_find_latest(run, 5, &(nw_ckpt_search){nw_ckfx_on_skip, NULL, &s},
                           found, sizeof found, err, sizeof err),
-      NW_EDATA);
+      NW_EDAMAGED);
   assert_int_equal(s.n, 3);
   assert_non_null(strstr(err, "none of 3"));
   assert_int_equal(nw_ckpt_list(run, paths, 8, &n, err, sizeof err), 0);

@@ -415,7 +415,8 @@ static void test_failed_writes_do_not_stop_training(void **state) {
   (void)state;
   char dir[256];
   nw_test_tmpdir(dir, sizeof dir, "diskfull");
-  const char *run[] = {"--set=train.steps=6", "--set=checkpoint.every=2", NULL};
+  const char *run[] = {"--set=train.steps=6", "--set=checkpoint.every=2",
+                       "--set=checkpoint.max_failures=100", NULL};
   setenv("NIGHTWATCH_TEST_CKPT_FAIL", "write", 1);
   trainer_proc p;
   trainer_start(&p, dir, run);
