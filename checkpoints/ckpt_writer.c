@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "base/error.h"
-#include "base/host_alloc.h"
+#include "device/host_alloc.h"
 
 struct nw_ckpt_writer {
   nw_ckpt_state st; /* filled by the trainer, read by the thread */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "base/host_alloc.h"
+#include "device/host_alloc.h"
 
 /* Header in front of every block; 64 bytes keep the payload aligned for
  * AVX-512 loads. */

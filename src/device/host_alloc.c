@@ -1,6 +1,6 @@
 /* host_alloc.c — aligned allocations with a huge-page hint. */
 #define _GNU_SOURCE
-#include "base/host_alloc.h"
+#include "device/host_alloc.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
