@@ -20,7 +20,7 @@
   X(INTERNAL, "internal error")                                                \
   X(PEER, "a peer rank failed")                                                \
   X(TIMEDOUT, "timed out")                                                     \
-  X(NOSPC, "no space left on device")                                         \
+  X(NOSPC, "no space left on device")                                          \
   X(DAMAGED, "checkpoints exist and none verifies")                            \
   X(STORAGE, "checkpoints cannot be written")
 

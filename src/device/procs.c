@@ -13,9 +13,9 @@
 static int nw_holders_gpu(const char *name, nw_holders *out) {
   nw_gpu_proc procs[NW_HOLDERS_MAX];
   int n = 0;
-  int rc = nw_gpu_list_processes(name, procs, NW_HOLDERS_MAX, &n,
-                                 &out->capacity, &out->used, out->note,
-                                 sizeof out->note);
+  int rc =
+      nw_gpu_list_processes(name, procs, NW_HOLDERS_MAX, &n, &out->capacity,
+                            &out->used, out->note, sizeof out->note);
   if (rc < 0)
     return rc;
   int self = (int)getpid();
@@ -36,8 +36,8 @@ static int nw_holders_gpu(const char *name, nw_holders *out) {
 static int nw_holders_vdev(const char *name, nw_holders *out) {
   nw_vdev_proc procs[NW_HOLDERS_MAX];
   int n = 0;
-  int rc = nw_vdev_list_by_name(name, procs, NW_HOLDERS_MAX, &n,
-                                &out->capacity, out->note, sizeof out->note);
+  int rc = nw_vdev_list_by_name(name, procs, NW_HOLDERS_MAX, &n, &out->capacity,
+                                out->note, sizeof out->note);
   if (rc < 0)
     return rc;
   out->total = n;
@@ -64,8 +64,8 @@ int nw_holders_list(const nw_device_ref *dev, nw_holders *out) {
   }
   if (out->total > out->n)
     snprintf(out->note, sizeof out->note,
-             "%d processes on the device; the first %d are listed",
-             out->total, out->n);
+             "%d processes on the device; the first %d are listed", out->total,
+             out->n);
   return 0;
 }
 

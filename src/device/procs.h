@@ -36,12 +36,12 @@ typedef struct {
 typedef struct {
   nw_holder h[NW_HOLDERS_MAX]; /* n of them */
   int n;
-  int total;          /* processes on the device (may exceed n) */
-  uint64_t used;      /* bytes in use on the whole device; 0 unknown */
-  uint64_t capacity;  /* bytes of the whole device; 0 unknown */
-  char note[256];     /* "" when the list is complete; else why it may not
-                         be (no NVML, more processes than listed, no such
-                         virtual device) */
+  int total;         /* processes on the device (may exceed n) */
+  uint64_t used;     /* bytes in use on the whole device; 0 unknown */
+  uint64_t capacity; /* bytes of the whole device; 0 unknown */
+  char note[256];    /* "" when the list is complete; else why it may not
+                        be (no NVML, more processes than listed, no such
+                        virtual device) */
 } nw_holders;
 
 /* Lists the processes holding dev into *out. Returns 0, or a negative

@@ -14,7 +14,7 @@
 #include "checkpoints/ckpt.h"
 
 typedef struct {
-  char dir[512];  /* the mount point, a fresh directory */
+  char dir[512];   /* the mount point, a fresh directory */
   char skip[1024]; /* why the file system could not be had, "" when mounted */
   int mounted;
 } nw_fault_fs;
