@@ -118,7 +118,13 @@ static void run_case(const char *tag, uint64_t leave, int skip_space_check) {
   printf("%s: resident memory grew %ld KiB over %d failed writes (limit "
          "%d KiB)\n",
          tag, grew, NW_FAULT_WRITES - NW_FAULT_WARMUP, NW_FAULT_RSS_SLACK_KIB);
+#ifdef __SANITIZE_ADDRESS__
+  /* AddressSanitizer keeps freed memory in quarantine (256 MiB): resident
+   * memory says nothing here; LeakSanitizer checks the frees instead */
+  printf("%s: the RSS bound is checked in the release build only\n", tag);
+#else
   assert_true(grew <= NW_FAULT_RSS_SLACK_KIB);
+#endif
   size_t len = 0;
   char *printed = nw_test_slurp(errlog, &len);
   if (printed && strstr(printed, "HDF5"))
