@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "base/error.h"
+#include "base/runlock.h"
 #include "checkpoints/ckpt.h"
 #include "fault_fs.h"
 #include "fixture.h"
@@ -251,6 +252,62 @@ static void test_second_trainer_refused(void **state) {
   nw_case_free(c);
 }
 
+/* A trainer started by hand on a supervised run directory, with this
+ * run's id, holds trainer.lock when the supervisor starts: its trainer is
+ * refused (73), the lock proves the holder a duplicate (our uid, our run
+ * id in it), the duplicate chain kills it, and the run goes on. */
+static void test_lock_holder_of_this_run_killed(void **state) {
+  (void)state;
+  nw_case *c = nw_case_new("lockdup");
+  nw_case_policy(
+      c, "[duplicate-process]\nactions = kill-duplicate\n"
+         "grace_seconds = 2\n[limits]\nbackoff_initial_seconds = 0.1\n");
+  small_model(c, 100000, 0);
+  nw_case_set(c, "run.id=lockdup-%d", (int)getpid());
+  char dirset[400], idset[128], devset[128];
+  snprintf(dirset, sizeof dirset, "--set=run.dir=%s", c->dir);
+  snprintf(idset, sizeof idset, "--set=run.id=lockdup-%d", (int)getpid());
+  snprintf(devset, sizeof devset, "--set=device.name=%s-stale", c->device);
+  char stale_log[400];
+  snprintf(stale_log, sizeof stale_log, "%s/stale.log", c->home);
+  char *stale_argv[] = {(char *)NW_TRAIN_BIN,
+                        dirset,
+                        idset,
+                        devset,
+                        "--set=model.n_layer=2",
+                        "--set=model.n_embd=64",
+                        "--set=train.steps=100000",
+                        "--set=eval.every=0",
+                        NULL};
+  pid_t stale = nw_test_spawn_logged(stale_argv, stale_log);
+  /* it holds the lock once its pid is in the file and the lock is taken */
+  nw_runlock_holder_info h = {0};
+  for (int i = 0; i < 2000 && h.pid != stale; i++) {
+    nw_runlock_who(c->dir, NW_TRAINLOCK_FILE, &h);
+    if (h.pid != stale)
+      nw_test_sleep(0.01); /* polling a file another process writes */
+  }
+  assert_int_equal(h.pid, stale);
+  nw_case_start(c, NULL);
+  json_t *ledger = nw_case_wait_event(c, "kill", 1, 120);
+  json_t *kill_e = nw_test_ledger_find(ledger, "kill", 0);
+  assert_int_equal(
+      json_integer_value(json_array_get(json_object_get(kill_e, "pids"), 0)),
+      stale);
+  json_decref(ledger);
+  assert_true(nw_test_wait_exit(stale, 60) >= 0); /* SIGTERM, or SIGKILL */
+  json_t *a = nw_case_wait_event(c, "resumed", 1, 120);
+  json_t *dup = nw_test_ledger_find(a, "duplicate", 0);
+  assert_non_null(dup);
+  assert_int_equal(nw_test_json_int(dup, "exit_code"), NW_EXIT_LOCKED);
+  assert_string_equal(nw_test_json_str(dup, "cause"), "duplicate-process");
+  printf("evidence: %s\n", nw_test_json_str(dup, "evidence"));
+  json_decref(a);
+  kill(c->sup, SIGTERM);
+  assert_int_equal(nw_case_wait(c, 120), 0);
+  nw_case_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_disk_full_under_supervisor,
@@ -258,6 +315,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_all_damaged, nw_case_teardown),
       cmocka_unit_test_teardown(test_misnamed_and_fifo, nw_case_teardown),
       cmocka_unit_test_teardown(test_second_trainer_refused, nw_case_teardown),
+      cmocka_unit_test_teardown(test_lock_holder_of_this_run_killed,
+                                nw_case_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
