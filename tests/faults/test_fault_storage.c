@@ -23,6 +23,7 @@
 #include "checkpoints/ckpt.h"
 #include "fault_fs.h"
 #include "fixture.h"
+#include "http_server.h"
 #include "protocol/exit_codes.h"
 #include "protocol/ledger.h"
 #include "testutil.h"
@@ -74,6 +75,12 @@ static void test_disk_full_under_supervisor(void **state) {
   nw_case *c = nw_case_new("sfull");
   snprintf(c->dir, sizeof c->dir, "%.290s", fs.dir);
   small_model(c, 200, 10);
+  /* a webhook: the give-up is the one alert (the default events) */
+  nw_test_http *srv = nw_test_http_start();
+  char conf[256];
+  snprintf(conf, sizeof conf, "[alert]\nurl = http://127.0.0.1:%d/hook\n",
+           nw_test_http_port(srv));
+  nw_case_config(c, conf);
   int rc = nw_case_run(c, NULL, 300);
   if (rc != NW_EXIT_FAILURE)
     nw_case_dump(c);
@@ -98,6 +105,12 @@ static void test_disk_full_under_supervisor(void **state) {
   assert_int_equal(lines, errors);
   assert_int_equal(count_in_file(c->log, "HDF5"), 0);
   json_decref(a);
+  /* the supervisor drains its alerts before it exits: all are in */
+  assert_int_equal(nw_test_http_count(srv), 1);
+  const nw_test_http_request *req = nw_test_http_get(srv, 0);
+  assert_non_null(strstr(req->body, "\"give-up\""));
+  assert_non_null(strstr(req->body, "Free space"));
+  nw_test_http_stop(srv);
   /* space freed: the ledger parses whole, every line of it */
   char filler[700];
   snprintf(filler, sizeof filler, "%s/checkpoints/ckpt-0000000010.h5", fs.dir);
@@ -249,6 +262,8 @@ static void test_second_trainer_refused(void **state) {
   assert_non_null(strstr(out, "another supervisor runs this run"));
   kill(c->sup, SIGTERM);
   assert_int_equal(nw_case_wait(c, 120), 0);
+  /* status.json tells a stop from a finished run */
+  nw_case_wait_state(c, "stopped", 10);
   nw_case_free(c);
 }
 
